@@ -1,0 +1,1 @@
+"""Subcommands of `cedar-hf`, one module each with `register(app)`."""

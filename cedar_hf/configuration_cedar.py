@@ -1,0 +1,58 @@
+"""Configuration of CEDAR, the learned orthogonal rotation (paper §3, App. A)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .configuration_base import DictionaryConfig
+
+PARAMETRIZATIONS = ("matrix_exp", "cayley")
+
+
+class CedarConfig(DictionaryConfig):
+    r"""
+    Configuration of a [`CedarModel`]: `U = exp(A − Aᵀ)`, codes `topk(U(z − b))`, reconstruction `Uᵀ codes + b`.
+
+    Args:
+        d_in (`int`, defaults to 768):
+            Embedding dimension D. CEDAR has exactly D latents (`n_latents == d_in`).
+        k (`int`, *optional*, defaults to `min(10, d_in)`):
+            Target sparsity `k_target` of the curriculum and the default k at inference (the paper: 10).
+        parametrization (`str`, defaults to `"matrix_exp"`):
+            How U is built from the free matrix A: `"matrix_exp"` (the paper, `U = exp(A − Aᵀ)`) or `"cayley"`
+            (`U = (I − S/2)⁻¹(I + S/2)` with `S = A − Aᵀ`; also exactly orthogonal, about 4× cheaper per step
+            on the CPU at D = 768 and seen to reach the same optimum on planted data).
+        init_std (`float`, defaults to 0.0):
+            Standard deviation of A at initialisation; 0 starts at U = I (the paper's identity start).
+        curriculum_steps (`int`, defaults to 1000):
+            τ, the number of steps over which the training k goes linearly from `d_in` to `k`.
+        n_latents (`int`, *optional*):
+            Must equal `d_in` if given.
+    """
+
+    model_type = "cedar"
+
+    def __init__(
+        self,
+        d_in: int = 768,
+        k: Optional[int] = None,
+        parametrization: str = "matrix_exp",
+        init_std: float = 0.0,
+        curriculum_steps: int = 1000,
+        n_latents: Optional[int] = None,
+        **kwargs,
+    ):
+        if n_latents is not None and n_latents != d_in:
+            raise ValueError(f"CEDAR has one latent per dimension: n_latents={n_latents} must equal d_in={d_in}")
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization={parametrization!r} must be one of {PARAMETRIZATIONS}")
+        if init_std < 0:
+            raise ValueError(f"init_std={init_std} must be >= 0")
+        if isinstance(curriculum_steps, bool) or not isinstance(curriculum_steps, int) or curriculum_steps < 0:
+            raise ValueError(f"curriculum_steps={curriculum_steps!r} must be a non-negative integer")
+        self.parametrization = parametrization
+        self.init_std = init_std
+        self.curriculum_steps = curriculum_steps
+        if k is None and isinstance(d_in, int):
+            k = min(10, d_in)
+        super().__init__(d_in=d_in, n_latents=d_in, k=k, **kwargs)

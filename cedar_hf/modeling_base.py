@@ -1,0 +1,166 @@
+"""The one contract every dictionary model keeps, and the checks they share.
+
+`encode(x, k=None) -> codes`, `decode(codes) -> x_hat`, `reconstruct(x, k=None)`, `forward(x, k=None) ->
+DictionaryOutput`, `concept_directions -> (n_latents, d_in)`. Inputs may be `(B, d_in)` or `(B, N, d_in)`
+(visual tokens); a token matrix is handled token-wise with the same dictionary. Evaluation, naming,
+captioning and the explorer use only this contract, so none of them branches on the model type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_base import DictionaryConfig
+
+
+@dataclass
+class DictionaryOutput(ModelOutput):
+    """
+    Output of a dictionary model's `forward`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            The training objective (reconstruction term plus any sparsity / auxiliary terms).
+        reconstruction (`torch.FloatTensor` of shape `(..., d_in)`):
+            The reconstruction in the original embedding space.
+        codes (`torch.FloatTensor` of shape `(..., n_latents)`):
+            The sparse codes.
+        reconstruction_loss (`torch.FloatTensor`, *optional*):
+            The reconstruction term alone.
+        auxiliary_loss (`torch.FloatTensor`, *optional*):
+            Sparsity / aux-k terms, when the model has any.
+        fvu (`torch.FloatTensor`, *optional*):
+            Batch fraction of variance unexplained, `Σ‖x − x̂‖² / Σ‖x − x̄‖²` (batch mean x̄), for logging.
+        l0 (`torch.FloatTensor`, *optional*):
+            Mean number of non-zero codes per sample.
+    """
+
+    loss: Optional[torch.FloatTensor] = None
+    reconstruction: Optional[torch.FloatTensor] = None
+    codes: Optional[torch.FloatTensor] = None
+    reconstruction_loss: Optional[torch.FloatTensor] = None
+    auxiliary_loss: Optional[torch.FloatTensor] = None
+    fvu: Optional[torch.FloatTensor] = None
+    l0: Optional[torch.FloatTensor] = None
+
+
+class DictionaryPreTrainedModel(PreTrainedModel):
+    """Base of every dictionary model: the shared checks, token-wise reshaping and `reconstruct`."""
+
+    config_class = DictionaryConfig
+    base_model_prefix = "dictionary"
+    main_input_name = "x"
+    supports_gradient_checkpointing = False
+
+    # ---- the contract ---------------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
+        """Sparse codes `(..., n_latents)` of embeddings `x` `(..., d_in)`."""
+        x = self.check_input(x)
+        return self._encode(x.reshape(-1, self.config.d_in), self.resolve_k(k)).reshape(
+            *x.shape[:-1], self.config.n_latents
+        )
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Reconstruction `(..., d_in)` of codes `(..., n_latents)`."""
+        if codes.shape[-1] != self.config.n_latents:
+            raise ValueError(
+                f"codes have last dimension {codes.shape[-1]}, expected n_latents={self.config.n_latents}"
+            )
+        return self._decode(codes.reshape(-1, self.config.n_latents)).reshape(*codes.shape[:-1], self.config.d_in)
+
+    def reconstruct(self, x: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
+        """`decode(encode(x, k))`: the embedding as the dictionary sees it with k active latents."""
+        return self.decode(self.encode(x, k))
+
+    def dense_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes under the loosest sparsity this model supports: the starting point of threshold sweeps
+        (FVU-matched comparison zeroes codes below τ from here). Defaults to `encode(x)`."""
+        return self.encode(x)
+
+    @property
+    def concept_directions(self) -> torch.Tensor:
+        """`(n_latents, d_in)`: atom i is `decode(e_i) − decode(0)` (so `decode(a·e_i) − decode(0) = a·atom_i`)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, k: Optional[int] = None, **kwargs) -> DictionaryOutput:
+        raise NotImplementedError
+
+    # ---- shared pieces --------------------------------------------------------------------------------------
+    def _encode(self, x: torch.Tensor, k: Optional[int]) -> torch.Tensor:  # (B, d_in) -> (B, n_latents)
+        raise NotImplementedError
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:  # (B, n_latents) -> (B, d_in)
+        raise NotImplementedError
+
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Raise a `ValueError` naming the problem for a wrong shape, dtype or non-finite values."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of shape (..., d_in={self.config.d_in}), got {type(x).__name__}")
+        if x.dim() < 1 or x.shape[-1] != self.config.d_in:
+            raise ValueError(
+                f"input has shape {tuple(x.shape)}: last dimension must be d_in={self.config.d_in}"
+                f" ({type(self).__name__} was built for {self.config.d_in}-d embeddings"
+                + (f" of {self.config.backbone}" if self.config.backbone else "")
+                + ")"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"input dtype {x.dtype} is not floating point")
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            rows = (~finite.reshape(-1, x.shape[-1])).any(-1).nonzero().flatten()
+            kind = "NaN" if bool(torch.isnan(x).any()) else "Inf"
+            raise ValueError(
+                f"input contains {kind} values in {rows.numel()} row(s) (flattened row indices {rows[:10].tolist()}"
+                + (" ...)" if rows.numel() > 10 else ")")
+            )
+        param = next(self.parameters(), None)
+        if param is not None and x.dtype != param.dtype:
+            x = x.to(param.dtype)
+        return x
+
+    def resolve_k(self, k: Optional[int]) -> Optional[int]:
+        """The k an `encode`/`forward` call runs with; variants whose default is not a count override this."""
+        return self.check_k(k)
+
+    def check_k(self, k: Optional[int]) -> Optional[int]:
+        """`k` (or the config's default when None) checked against `[1, n_latents]`."""
+        if k is None:
+            k = self.config.k
+        if k is None:
+            return None
+        if isinstance(k, bool) or not isinstance(k, int):
+            if isinstance(k, torch.Tensor) and k.numel() == 1:
+                k = int(k.item())
+            else:
+                raise ValueError(f"k={k!r} must be an integer in [1, n_latents={self.config.n_latents}]")
+        if not 1 <= k <= self.config.n_latents:
+            raise ValueError(f"k={k} must be in [1, n_latents={self.config.n_latents}]")
+        return k
+
+    @staticmethod
+    def batch_fvu(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """Fraction of variance unexplained of one batch (logging; evaluation uses the training mean)."""
+        x = x.reshape(-1, x.shape[-1])
+        x_hat = x_hat.reshape(-1, x.shape[-1])
+        total = (x - x.mean(0, keepdim=True)).pow(2).sum()
+        return (x - x_hat).pow(2).sum() / total.clamp_min(torch.finfo(x.dtype).tiny)
+
+    @staticmethod
+    def mean_l0(codes: torch.Tensor) -> torch.Tensor:
+        return (codes != 0).float().sum(-1).mean()
+
+
+def signed_topk(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k entries of largest |value| with their sign, zero the rest (CEDAR's Π_k). (B, n) -> (B, n)"""
+    if k >= values.shape[-1]:
+        return values
+    index = values.abs().topk(k, dim=-1, sorted=False).indices  # (B, k)
+    return torch.zeros_like(values).scatter(-1, index, values.gather(-1, index))
+
+
+__all__ = ["DictionaryOutput", "DictionaryPreTrainedModel", "signed_topk"]

@@ -1,0 +1,121 @@
+"""CEDAR: a learned orthogonal rotation of frozen embeddings, sparsified by signed top-k (paper §3).
+
+    z̃ = U (z − b),   codes = Π_k(z̃),   ẑ = Uᵀ codes + b,   U = exp(A − Aᵀ)
+
+Since `z − b = Uᵀ z̃ = Σ_d z̃_d U[d, :]`, the concept direction of coordinate d is row d of U. With k = D nothing
+is dropped and the reconstruction is exact (U is orthogonal).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .configuration_cedar import CedarConfig
+from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel, signed_topk
+
+
+def rotation_from_generator(A: torch.Tensor, parametrization: str) -> torch.Tensor:
+    """Orthogonal U from the free matrix A via the skew-symmetric S = A − Aᵀ. (D, D) -> (D, D)"""
+    S = A - A.T
+    if parametrization == "matrix_exp":
+        return torch.linalg.matrix_exp(S)
+    eye = torch.eye(S.shape[0], dtype=S.dtype, device=S.device)
+    # Cayley map (I − S/2)⁻¹(I + S/2): orthogonal for every skew S; one LU solve instead of matrix_exp's
+    # Padé series, whose backward dominates the CEDAR step on the CPU.
+    return torch.linalg.solve(eye - S / 2, eye + S / 2)
+
+
+class CedarModel(DictionaryPreTrainedModel):
+    """
+    CEDAR ([paper](https://arxiv.org/abs/2605.22679)): `codes = topk(U(z − b))`, `ẑ = Uᵀ codes + b`.
+
+    The mean `b` is a buffer (set it to the training mean before training, see `cedar_hf.train`); `U` is exactly
+    orthogonal. `k` is settable per call; `k = d_in` is lossless.
+    """
+
+    config_class = CedarConfig
+    base_model_prefix = "cedar"
+
+    def __init__(self, config: CedarConfig):
+        super().__init__(config)
+        d = config.d_in
+        self.A = nn.Parameter(torch.zeros(d, d))
+        self.register_buffer("b", torch.zeros(d))
+        self._cached_rotation: Optional[tuple[tuple, torch.Tensor]] = None
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if module is self:
+            with torch.no_grad():
+                if self.config.init_std > 0:
+                    self.A.normal_(0.0, self.config.init_std)
+                else:
+                    self.A.zero_()
+                self.b.zero_()
+
+    # ---- the rotation ---------------------------------------------------------------------------------------
+    @property
+    def rotation(self) -> torch.Tensor:
+        """U `(d_in, d_in)`, rows are the concept directions. Cached while A is unchanged and no grad is needed."""
+        if torch.is_grad_enabled() and self.A.requires_grad:
+            return rotation_from_generator(self.A, self.config.parametrization)
+        key = (self.A.data_ptr(), self.A._version, self.A.device, self.A.dtype, self.config.parametrization)
+        if self._cached_rotation is None or self._cached_rotation[0] != key:
+            with torch.no_grad():
+                U = rotation_from_generator(self.A, self.config.parametrization)
+            self._cached_rotation = (key, U)
+        return self._cached_rotation[1]
+
+    @property
+    def concept_directions(self) -> torch.Tensor:
+        return self.rotation
+
+    def set_mean(self, mean: torch.Tensor) -> None:
+        """Set the centring vector b (the training mean, over all tokens for token inputs)."""
+        mean = torch.as_tensor(mean, dtype=self.b.dtype, device=self.b.device).reshape(-1)
+        if mean.numel() != self.config.d_in or not bool(torch.isfinite(mean).all()):
+            raise ValueError(f"mean must be a finite vector of length d_in={self.config.d_in}, got {tuple(mean.shape)}")
+        with torch.no_grad():
+            self.b.copy_(mean)
+
+    # ---- the contract ---------------------------------------------------------------------------------------
+    def rotate(self, x: torch.Tensor, U: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Dense rotated coordinates `U(x − b)`. (B, d) -> (B, d)"""
+        U = self.rotation if U is None else U
+        return (x - self.b) @ U.T
+
+    def _encode(self, x: torch.Tensor, k: Optional[int], U: Optional[torch.Tensor] = None) -> torch.Tensor:
+        z_rot = self.rotate(x, U)
+        return z_rot if k is None else signed_topk(z_rot, k)
+
+    def _decode(self, codes: torch.Tensor, U: Optional[torch.Tensor] = None) -> torch.Tensor:
+        U = self.rotation if U is None else U
+        return codes @ U + self.b
+
+    def dense_codes(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x, k=self.config.d_in)
+
+    def forward(self, x: torch.Tensor, k: Optional[int] = None, return_dict: bool = True, **kwargs) -> DictionaryOutput:
+        """Codes, reconstruction and the paper's L1 loss: mean over samples (and tokens) of `‖z − ẑ‖₁`."""
+        x = self.check_input(x)
+        k = self.resolve_k(k)
+        flat = x.reshape(-1, self.config.d_in)
+        U = self.rotation  # computed once per step: it costs O(D³)
+        codes = self._encode(flat, k, U)
+        x_hat = self._decode(codes, U)
+        loss = (flat - x_hat).abs().sum(-1).mean()
+        out = DictionaryOutput(
+            loss=loss,
+            reconstruction=x_hat.reshape(x.shape),
+            codes=codes.reshape(*x.shape[:-1], self.config.n_latents),
+            reconstruction_loss=loss,
+            fvu=self.batch_fvu(flat, x_hat).detach(),
+            l0=self.mean_l0(codes).detach(),
+        )
+        return out if return_dict else out.to_tuple()
+
+
+__all__ = ["CedarModel", "rotation_from_generator"]

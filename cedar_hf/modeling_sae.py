@@ -1,0 +1,188 @@
+"""The shared base of the sparse-autoencoder family (paper App. B; MSAE repo).
+
+Inputs are standardised, `x_c = (x − μ)·s` with μ the training mean and `s = √d / E‖x − μ‖` (the paper's "√n
+scaling"); both are buffers saved with the model. Then `pre = W_enc(x_c − b_dec) + b_enc`, `z = act(pre)`,
+`x̂_c = W_dec z + b_dec`, `x̂ = x̂_c / s + μ`. Each variant overrides only `_activate` (and, where its paper says
+so, its sparsity loss). Decoder rows are kept unit norm in the standardised space by the trainer.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .configuration_sae import SAEConfig
+from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel
+
+
+def per_sample_topk(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep each row's k largest values, zero the rest. (B, n) -> (B, n)"""
+    if k >= values.shape[-1]:
+        return values
+    top = values.topk(k, dim=-1, sorted=False)
+    return torch.zeros_like(values).scatter(-1, top.indices, top.values)
+
+
+class SparseAutoencoder(DictionaryPreTrainedModel):
+    """Base SAE: parameters, standardisation buffers, dead-latent tracking and the aux-k loss."""
+
+    config_class = SAEConfig
+    base_model_prefix = "sae"
+
+    def __init__(self, config: SAEConfig):
+        super().__init__(config)
+        n, d = config.n_latents, config.d_in
+        self.W_enc = nn.Parameter(torch.empty(n, d))
+        self.b_enc = nn.Parameter(torch.zeros(n))
+        self.W_dec = nn.Parameter(torch.empty(n, d))
+        self.b_dec = nn.Parameter(torch.zeros(d))
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("scale", torch.ones(()))
+        # Training tokens seen since each latent last fired; a latent past `dead_tokens_threshold` is dead.
+        self.register_buffer("tokens_since_fired", torch.zeros(n, dtype=torch.long))
+        self._build_variant_state(config)
+        self.post_init()
+
+    def _build_variant_state(self, config: SAEConfig) -> None:
+        """Register a variant's own parameters / buffers (thresholds) before `post_init`."""
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if module is self:
+            with torch.no_grad():
+                # Unit-norm decoder rows and a transposed-decoder encoder (Gao et al. 2024).
+                self.W_dec.normal_()
+                self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True))
+                self.W_enc.copy_(self.W_dec)
+                self.b_enc.zero_()
+                self.b_dec.zero_()
+                self.mean.zero_()
+                self.scale.fill_(1.0)
+                self.tokens_since_fired.zero_()
+                self._init_variant_state()
+
+    def _init_variant_state(self) -> None:
+        """Initialise what `_build_variant_state` registered."""
+
+    # ---- standardisation ------------------------------------------------------------------------------------
+    def set_normalization(self, mean: torch.Tensor, scale: float | torch.Tensor) -> None:
+        """Set μ and s (see `compute_normalization`)."""
+        mean = torch.as_tensor(mean, dtype=self.mean.dtype, device=self.mean.device).reshape(-1)
+        scale = torch.as_tensor(scale, dtype=self.scale.dtype, device=self.scale.device).reshape(())
+        if mean.numel() != self.config.d_in or not bool(torch.isfinite(mean).all()):
+            raise ValueError(f"mean must be a finite vector of length d_in={self.config.d_in}, got {tuple(mean.shape)}")
+        if not bool(torch.isfinite(scale)) or float(scale) <= 0:
+            raise ValueError(f"scale={float(scale)} must be finite and > 0")
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.scale.copy_(scale)
+
+    @staticmethod
+    def compute_normalization(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ = mean(x), s = √d / mean‖x − μ‖ from a sample `(B, d)`."""
+        x = x.reshape(-1, x.shape[-1]).double()
+        mean = x.mean(0)
+        scale = x.shape[-1] ** 0.5 / (x - mean).norm(dim=-1).mean()
+        return mean.float(), scale.float()
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.scale
+
+    def unstandardize(self, x_c: torch.Tensor) -> torch.Tensor:
+        return x_c / self.scale + self.mean
+
+    # ---- the contract ---------------------------------------------------------------------------------------
+    def pre_activation(self, x_c: torch.Tensor) -> torch.Tensor:
+        return (x_c - self.b_dec) @ self.W_enc.T + self.b_enc  # (B, n)
+
+    def _activate(self, pre: torch.Tensor, k: Optional[int]) -> torch.Tensor:
+        """Codes from pre-activations; each variant defines its rule. (B, n) -> (B, n)"""
+        raise NotImplementedError
+
+    def _encode(self, x: torch.Tensor, k: Optional[int]) -> torch.Tensor:
+        return self._activate(self.pre_activation(self.standardize(x)), k)
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.unstandardize(codes @ self.W_dec + self.b_dec)
+
+    @property
+    def concept_directions(self) -> torch.Tensor:
+        # decode(a·e_i) − decode(0) = a·W_dec[i] / s: the atom in the original (unstandardised) space.
+        return self.W_dec / self.scale
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, k: Optional[int] = None, return_dict: bool = True, **kwargs) -> DictionaryOutput:
+        x = self.check_input(x)
+        k = self.resolve_k(k)
+        flat = x.reshape(-1, self.config.d_in)
+        x_c = self.standardize(flat)
+        pre = self.pre_activation(x_c)
+        z = self._activate(pre, k)
+        x_hat_c = z @ self.W_dec + self.b_dec
+        reconstruction_loss = self._reconstruction_loss(x_c, pre, z, x_hat_c)
+        auxiliary_loss = self._sparsity_loss(pre, z) + self._aux_k_loss(x_c, x_hat_c, pre)
+        if self.training:
+            self._update_dead_latents(z)
+        x_hat = self.unstandardize(x_hat_c)
+        out = DictionaryOutput(
+            loss=reconstruction_loss + auxiliary_loss,
+            reconstruction=x_hat.reshape(x.shape),
+            codes=z.reshape(*x.shape[:-1], self.config.n_latents),
+            reconstruction_loss=reconstruction_loss,
+            auxiliary_loss=auxiliary_loss,
+            fvu=self.batch_fvu(flat, x_hat).detach(),
+            l0=self.mean_l0(z).detach(),
+        )
+        return out if return_dict else out.to_tuple()
+
+    @staticmethod
+    def _mse(x_c: torch.Tensor, x_hat_c: torch.Tensor) -> torch.Tensor:
+        return (x_c - x_hat_c).pow(2).mean()
+
+    def _reconstruction_loss(self, x_c, pre, z, x_hat_c) -> torch.Tensor:
+        return self._mse(x_c, x_hat_c)
+
+    def _sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return pre.new_zeros(())
+
+    @property
+    def dead_latents(self) -> torch.Tensor:
+        """Boolean mask `(n_latents,)` of latents that have not fired for `dead_tokens_threshold` tokens."""
+        return self.tokens_since_fired >= self.config.dead_tokens_threshold
+
+    def _update_dead_latents(self, z: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.tokens_since_fired += z.shape[0]
+            self.tokens_since_fired[(z != 0).any(0)] = 0
+
+    def _aux_k_loss(self, x_c: torch.Tensor, x_hat_c: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+        """Gao et al.'s aux-k: the top `aux_k` dead latents reconstruct the residual, normalised by its variance."""
+        if not self.training or self.config.aux_k_coefficient == 0:
+            return pre.new_zeros(())
+        dead = self.dead_latents
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return pre.new_zeros(())
+        residual = (x_c - x_hat_c).detach()
+        dead_pre = torch.relu(pre).masked_fill(~dead, 0.0)
+        aux_z = per_sample_topk(dead_pre, min(self.config.aux_k, n_dead))
+        residual_hat = aux_z @ self.W_dec
+        denominator = (residual - residual.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
+        return self.config.aux_k_coefficient * (residual - residual_hat).pow(2).sum() / denominator
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Project decoder rows back to unit norm (called by the trainer after every step)."""
+        self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Drop the gradient component parallel to each decoder row, so unit-norm projection loses nothing."""
+        if self.W_dec.grad is None:
+            return
+        W = self.W_dec / self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        self.W_dec.grad -= (self.W_dec.grad * W).sum(-1, keepdim=True) * W
+
+
+__all__ = ["SparseAutoencoder", "per_sample_topk"]

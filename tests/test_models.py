@@ -1,0 +1,242 @@
+"""The foundation: every dictionary keeps one contract, saves/loads through the Auto classes, rejects bad input."""
+
+import os
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+import cedar_hf
+from builders import ARCHITECTURES, build_config, build_model, planted_sparse
+
+D = 16
+
+
+def _with_nontrivial_stats(model):
+    """Give the normalisation buffers values that would expose a wrong formula."""
+    g = torch.Generator().manual_seed(1)
+    if isinstance(model, cedar_hf.CedarModel):
+        model.set_mean(torch.randn(D, generator=g))
+    else:
+        model.set_normalization(torch.randn(D, generator=g), 0.7)
+    return model
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_save_load_round_trip_through_auto_classes(model_type, tmp_path):
+    model = _with_nontrivial_stats(build_model(model_type, D)).eval()
+    x = torch.randn(7, D)
+    model.save_pretrained(tmp_path)
+    files = sorted(os.listdir(tmp_path))
+    assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files), files
+
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert type(config) is type(model.config)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    with torch.no_grad():
+        assert torch.equal(model(x).reconstruction, loaded(x).reconstruction)
+        assert torch.equal(model.encode(x), loaded.encode(x))
+
+
+@pytest.mark.parametrize("parametrization", ["matrix_exp", "cayley"])
+def test_cedar_rotation_is_orthogonal_and_lossless_at_full_k(parametrization):
+    model = cedar_hf.CedarModel(cedar_hf.CedarConfig(d_in=D, init_std=0.5, parametrization=parametrization))
+    _with_nontrivial_stats(model)
+    U = model.rotation
+    assert not torch.allclose(U, torch.eye(D), atol=1e-2)  # a real rotation, not the identity
+    assert (U.T @ U - torch.eye(D)).abs().max() <= 1e-5
+    x = torch.randn(32, D)  # unit-scale entries, like CLIP embeddings
+    assert (model.reconstruct(x, k=D) - x).abs().max() <= 1e-5
+    assert (model.reconstruct(x, k=2) - x).abs().max() > 1e-2  # and small k really drops information
+    assert torch.equal(model.concept_directions, U)
+
+
+def test_cedar_codes_are_signed_topk_by_magnitude():
+    model = cedar_hf.CedarModel(cedar_hf.CedarConfig(d_in=D, init_std=0.3))
+    x = torch.randn(5, D)
+    dense = model.rotate(x)
+    codes = model.encode(x, k=3)
+    assert ((codes != 0).sum(-1) == 3).all()
+    kept = codes != 0
+    assert torch.equal(codes[kept], dense[kept])  # signs and values kept
+    assert (dense.abs().masked_fill(kept, float("inf")).min(-1).values >= 0).all()
+    smallest_kept = dense.abs().masked_fill(~kept, float("inf")).min(-1).values
+    largest_dropped = dense.abs().masked_fill(kept, -1.0).max(-1).values
+    assert (smallest_kept >= largest_dropped).all()
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_decode_is_affine_in_concept_directions(model_type):
+    model = _with_nontrivial_stats(build_model(model_type, D)).eval()
+    atoms = model.concept_directions
+    assert atoms.shape == (model.config.n_latents, D)
+    zero = model.decode(torch.zeros(1, model.config.n_latents))
+    for i in [0, 3, model.config.n_latents - 1]:
+        for a in (2.5, -0.7):
+            e = torch.zeros(1, model.config.n_latents)
+            e[0, i] = a
+            torch.testing.assert_close(model.decode(e) - zero, a * atoms[i : i + 1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_token_inputs_are_handled_tokenwise(model_type):
+    model = build_model(model_type, D).eval()
+    tokens = torch.randn(3, 5, D)
+    codes = model.encode(tokens)
+    assert codes.shape == (3, 5, model.config.n_latents)
+    torch.testing.assert_close(codes.reshape(15, -1), model.encode(tokens.reshape(15, D)))
+    out = model(tokens)
+    assert out.reconstruction.shape == tokens.shape
+    torch.testing.assert_close(model.reconstruct(tokens), out.reconstruction)
+
+
+def test_batchtopk_threshold_is_saved_and_used(tmp_path):
+    model = build_model("batchtopk_sae", D)
+    model.train()
+    model(torch.randn(64, D))  # the batch rule estimates θ
+    assert float(model.threshold) > 0 and int(model.threshold_updates) == 1
+    model.eval()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded.threshold, model.threshold)
+    x = torch.randn(16, D)
+    before = loaded.encode(x)
+    assert torch.equal(before, model.encode(x))
+    loaded.threshold.fill_(float(loaded.threshold) * 3)
+    after = loaded.encode(x)
+    assert (after != 0).sum() < (before != 0).sum()
+
+
+def test_batchtopk_training_keeps_k_per_sample_on_average():
+    model = build_model("batchtopk_sae", D, k=4).train()
+    codes = model(torch.randn(50, D)).codes
+    assert int((codes != 0).sum()) == 4 * 50
+    assert (codes != 0).sum(-1).float().std() > 0  # the budget is shared, not per sample
+
+
+def test_jumprelu_thresholds_are_saved_and_used(tmp_path):
+    model = build_model("jumprelu_sae", D).eval()
+    with torch.no_grad():
+        model.log_threshold.copy_(torch.linspace(-4, 0, model.config.n_latents))
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded.threshold, model.threshold)
+    x = torch.randn(16, D)
+    before = loaded.encode(x)
+    assert torch.equal(before, model.encode(x))
+    with torch.no_grad():
+        loaded.log_threshold.add_(2.0)
+    assert (loaded.encode(x) != 0).sum() < (before != 0).sum()
+
+
+def test_jumprelu_threshold_gets_a_straight_through_gradient():
+    model = build_model("jumprelu_sae", D, l0_coefficient=1.0).train()
+    with torch.no_grad():
+        model.log_threshold.fill_(-0.5)
+    model(torch.randn(256, D)).loss.backward()
+    assert model.log_threshold.grad is not None and model.log_threshold.grad.abs().sum() > 0
+
+
+def test_matryoshka_weighting_and_nested_loss():
+    uw = build_model("matryoshka_sae", D, weighting="UW")
+    rw = build_model("matryoshka_sae", D, weighting="RW")
+    assert uw.level_weights() == pytest.approx([1 / 3] * 3)
+    assert rw.level_weights() == pytest.approx([3 / 6, 2 / 6, 1 / 6])
+    x = torch.randn(32, D)
+    rw.eval()
+    expected = sum(
+        w * (rw.standardize(x) - rw.standardize(rw.reconstruct(x, k=level))).pow(2).mean()
+        for level, w in zip([2, 4, 8], rw.level_weights())
+    )
+    rw.train()
+    torch.testing.assert_close(rw(x).reconstruction_loss, expected, atol=1e-5, rtol=1e-5)
+    rw.eval()
+    assert not torch.allclose(rw(x).reconstruction_loss, expected)  # inference scores the largest level only
+
+
+def test_topk_aux_loss_acts_on_dead_latents():
+    model = build_model("topk_sae", D, dead_tokens_threshold=1).train()
+    x = torch.randn(32, D)
+    assert float(model(x).auxiliary_loss) == 0.0  # nothing is dead before any token was seen
+    model.tokens_since_fired.fill_(10)  # now every latent counts as dead
+    assert float(model(x).auxiliary_loss) > 0
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_optimiser_steps_lower_the_loss_on_planted_data(model_type):
+    torch.manual_seed(0)
+    z, _, _ = planted_sparse(512, D, k=3)
+    model = build_model(model_type, D, **({"k": 4} if model_type == "cedar" else {}))
+    if isinstance(model, cedar_hf.CedarModel):
+        model.set_mean(z.mean(0))
+    else:
+        model.set_normalization(*model.compute_normalization(z))
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(60):
+        loss = model(z).loss
+        first = float(loss) if first is None else first
+        optimiser.zero_grad()
+        loss.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+        optimiser.step()
+        if hasattr(model, "normalize_decoder"):
+            model.normalize_decoder()
+    assert float(model(z).loss) < 0.9 * first
+
+
+# ---- bad input gets a clear error naming the value ----------------------------------------------------------
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_bad_inputs_are_named(model_type):
+    model = build_model(model_type, D)
+    with pytest.raises(ValueError, match=r"shape \(4, 15\).*d_in=16"):
+        model.encode(torch.randn(4, 15))
+    bad = torch.randn(4, D)
+    bad[2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN.*\[2\]"):
+        model(bad)
+    bad[2, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"Inf"):
+        model.encode(bad)
+    n = model.config.n_latents
+    with pytest.raises(ValueError, match=rf"k=0 must be in \[1, n_latents={n}\]"):
+        model.encode(torch.randn(2, D), k=0)
+    with pytest.raises(ValueError, match=rf"k={n + 1} must be in \[1, n_latents={n}\]"):
+        model.reconstruct(torch.randn(2, D), k=n + 1)
+    with pytest.raises(ValueError, match="n_latents"):
+        model.decode(torch.randn(2, n + 3))
+
+
+@pytest.mark.parametrize(
+    "model_type, fields, message",
+    [
+        ("matryoshka_sae", dict(levels=[8, 4, 16]), r"levels=\[8, 4, 16\] must be strictly increasing"),
+        ("matryoshka_sae", dict(levels=[4, 128]), r"largest level 128 > n_latents=64"),
+        ("topk_sae", dict(k=65), r"k=65 must be in \[1, n_latents=64\]"),
+        ("cedar", dict(k=17), r"k=17 must be in \[1, n_latents=16\]"),
+        ("cedar", dict(n_latents=32), r"n_latents=32 must equal d_in=16"),
+        ("cedar", dict(parametrization="qr"), r"parametrization='qr'"),
+        ("relu_sae", dict(l1_coefficient=-1.0), r"l1_coefficient=-1.0"),
+        ("batchtopk_sae", dict(threshold_momentum=1.5), r"threshold_momentum=1.5"),
+        ("jumprelu_sae", dict(bandwidth=0.0), r"bandwidth=0.0"),
+        ("topk_sae", dict(expansion_factor=0), r"expansion_factor=0"),
+    ],
+)
+def test_contradictory_configs_are_refused(model_type, fields, message):
+    with pytest.raises(ValueError, match=message):
+        build_config(model_type, D, **fields)
+
+
+def test_normalisation_statistics_are_checked():
+    sae = build_model("topk_sae", D)
+    with pytest.raises(ValueError, match="scale"):
+        sae.set_normalization(torch.zeros(D), 0.0)
+    with pytest.raises(ValueError, match="d_in=16"):
+        sae.set_normalization(torch.zeros(D + 1), 1.0)
+    mean, scale = sae.compute_normalization(torch.randn(1000, D) * 5 + 2)
+    x_c = sae.standardize(torch.randn(1000, D) * 5 + 2) if sae.set_normalization(mean, scale) is None else None
+    assert abs(float(x_c.norm(dim=-1).mean()) - D**0.5) < 0.2  # the paper's √n scaling
