@@ -9,13 +9,17 @@ captioning and the explorer use only this contract, so none of them branches on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+import json
+import os
+from typing import Any, Optional
 
 import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_base import DictionaryConfig
+
+CONCEPT_NAMES_FILE = "concept_names.json"
 
 
 @dataclass
@@ -56,6 +60,49 @@ class DictionaryPreTrainedModel(PreTrainedModel):
     base_model_prefix = "dictionary"
     main_input_name = "x"
     supports_gradient_checkpointing = False
+
+    def __init__(self, config: DictionaryConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        # Names of the latents (see `cedar_hf.name_concepts`): saved as concept_names.json beside the weights,
+        # loaded back by from_pretrained (also from the Hub), pushed with push_to_hub.
+        self.concept_names: Optional[dict[str, Any]] = None
+
+    @property
+    def concept_labels(self) -> list[str]:
+        """One readable label per latent: its name when the dictionary has been named, else `latent {i}`."""
+        names = {int(entry["latent"]): entry["name"] for entry in (self.concept_names or {}).get("names", [])}
+        return [names.get(i, f"latent {i}") for i in range(self.config.n_latents)]
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.concept_names is not None:
+            with open(os.path.join(save_directory, CONCEPT_NAMES_FILE), "w") as f:
+                json.dump(self.concept_names, f, indent=1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        from transformers.utils import cached_file
+
+        hub_kwargs = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only") if key in kwargs}
+        names_file = cached_file(
+            pretrained_model_name_or_path,
+            CONCEPT_NAMES_FILE,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+        if names_file is not None:
+            with open(names_file) as f:
+                model.concept_names = json.load(f)
+        return model
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload weights, config, concept names and a model card rendered from `model_cards/` (see
+        `cedar_hf.hub.push_dictionary_to_hub` for the options)."""
+        from .hub import push_dictionary_to_hub
+
+        return push_dictionary_to_hub(self, repo_id, **kwargs)
 
     # ---- the contract ---------------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:

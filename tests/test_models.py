@@ -240,3 +240,13 @@ def test_normalisation_statistics_are_checked():
     mean, scale = sae.compute_normalization(torch.randn(1000, D) * 5 + 2)
     x_c = sae.standardize(torch.randn(1000, D) * 5 + 2) if sae.set_normalization(mean, scale) is None else None
     assert abs(float(x_c.norm(dim=-1).mean()) - D**0.5) < 0.2  # the paper's √n scaling
+
+
+def test_concept_names_travel_with_the_dictionary(tmp_path):
+    model = build_model("cedar", D)
+    assert model.concept_labels[3] == "latent 3"
+    model.concept_names = {"names": [{"latent": 3, "name": "dog", "score": 0.9, "alternatives": [["puppy", 0.8]]}]}
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.concept_names == model.concept_names
+    assert loaded.concept_labels[3] == "dog" and loaded.concept_labels[0] == "latent 0"
