@@ -1,0 +1,68 @@
+"""Build the default concept vocabulary: ~20k English nouns and adjectives plus a few frequent bigrams.
+
+Writes `cedar_hf/resources/vocabulary_en.txt.gz`, one concept a line, most frequent first. A word is kept when it
+is among wordfreq's most frequent English words, is a WordNet 3.0 noun or adjective lemma (so inflected forms,
+function words and pure verbs/adverbs drop out), is alphabetic (hyphens allowed), at least 3 letters, and not a
+stop word. Bigrams are WordNet's two-word noun/adjective collocations ("ice cream", "living room"), ranked by
+wordfreq. Needs Debian's `wordnet-base` (/usr/share/wordnet), `wordfreq` and scikit-learn (its stop-word list).
+
+    python scripts/build_vocabulary.py --words 19000 --bigrams 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+import re
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from wordfreq import top_n_list, zipf_frequency
+
+from wordnet_files import read_index
+
+RESOURCES = Path(__file__).resolve().parents[1] / "cedar_hf" / "resources"
+WORD = re.compile(r"^[a-z][a-z\-]*[a-z]$")
+
+
+def unigrams(lemmas: set[str], count: int, pool: int) -> list[str]:
+    kept = []
+    for word in top_n_list("en", pool):
+        if len(word) >= 3 and WORD.match(word) and word not in ENGLISH_STOP_WORDS and word in lemmas:
+            kept.append(word)
+            if len(kept) == count:
+                break
+    return kept
+
+
+def bigrams(lemmas: set[str], count: int, min_zipf: float) -> list[str]:
+    pairs = [
+        lemma
+        for lemma in lemmas
+        if lemma.count(" ") == 1 and all(WORD.match(part) and part not in ENGLISH_STOP_WORDS for part in lemma.split(" "))
+    ]
+    scored = sorted(((zipf_frequency(p, "en"), p) for p in pairs), key=lambda item: (-item[0], item[1]))
+    return [pair for score, pair in scored[:count] if score >= min_zipf]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--words", type=int, default=19000, help="number of single-word concepts")
+    parser.add_argument("--bigrams", type=int, default=1000, help="number of two-word concepts")
+    parser.add_argument("--pool", type=int, default=200_000, help="how many wordfreq words to scan")
+    parser.add_argument("--min-bigram-zipf", type=float, default=2.5)
+    parser.add_argument("--out", type=Path, default=RESOURCES / "vocabulary_en.txt.gz")
+    args = parser.parse_args()
+    lemmas = set(read_index("noun")) | set(read_index("adj"))
+    words = unigrams(lemmas, args.words, args.pool)
+    pairs = bigrams(lemmas, args.bigrams, args.min_bigram_zipf)
+    # Interleave by frequency so a truncated vocabulary (first N lines) stays a sensible one.
+    vocabulary = sorted(set(words) | set(pairs), key=lambda w: (-zipf_frequency(w, "en"), w))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(("\n".join(vocabulary) + "\n").encode("utf-8"))
+    print(f"wrote {len(vocabulary)} concepts ({len(words)} words, {len(pairs)} bigrams) to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
