@@ -14,6 +14,7 @@ from typing import Any
 from transformers import AutoConfig, AutoModel
 
 from .configuration_base import DictionaryConfig
+from .configuration_baselines import NoRotationConfig, SemiNMFConfig
 from .configuration_cedar import CedarConfig
 from .configuration_sae import (
     BatchTopKSAEConfig,
@@ -24,6 +25,7 @@ from .configuration_sae import (
     TopKSAEConfig,
 )
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel
+from .modeling_baselines import NoRotation, SemiNMF
 from .modeling_cedar import CedarModel
 from .modeling_sae import SparseAutoencoder
 from .modeling_sae_batchtopk import BatchTopKSAE
@@ -42,6 +44,8 @@ DICTIONARY_CLASSES: dict[str, tuple[type, type]] = {
     BatchTopKSAEConfig.model_type: (BatchTopKSAEConfig, BatchTopKSAE),
     JumpReLUSAEConfig.model_type: (JumpReLUSAEConfig, JumpReLUSAE),
     MatryoshkaSAEConfig.model_type: (MatryoshkaSAEConfig, MatryoshkaSAE),
+    SemiNMFConfig.model_type: (SemiNMFConfig, SemiNMF),
+    NoRotationConfig.model_type: (NoRotationConfig, NoRotation),
 }
 
 
@@ -112,9 +116,13 @@ __all__ = [
     "JumpReLUSAEConfig",
     "MatryoshkaSAE",
     "MatryoshkaSAEConfig",
+    "NoRotation",
+    "NoRotationConfig",
     "ReLUSAE",
     "ReLUSAEConfig",
     "SAEConfig",
+    "SemiNMF",
+    "SemiNMFConfig",
     "SparseAutoencoder",
     "TopKSAE",
     "TopKSAEConfig",

@@ -7,6 +7,7 @@ import torch
 import cedar_hf
 
 ARCHITECTURES = ("cedar", "relu_sae", "topk_sae", "batchtopk_sae", "jumprelu_sae", "matryoshka_sae")
+BASELINES = ("semi_nmf", "no_rotation")  # fitted by their own algorithms, not by gradient steps
 
 
 def build_config(model_type: str, d_in: int = 16, **overrides):
@@ -18,6 +19,8 @@ def build_config(model_type: str, d_in: int = 16, **overrides):
         "batchtopk_sae": dict(expansion_factor=4, k=4),
         "jumprelu_sae": dict(expansion_factor=4, initial_threshold=0.05, bandwidth=0.05),
         "matryoshka_sae": dict(expansion_factor=4, levels=[2, 4, 8]),
+        "semi_nmf": dict(expansion_factor=2),
+        "no_rotation": dict(k=4),
     }[model_type]
     config_class, _ = cedar_hf.DICTIONARY_CLASSES[model_type]
     return config_class(d_in=d_in, **{**defaults, **overrides})

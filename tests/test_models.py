@@ -7,7 +7,7 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 import cedar_hf
-from builders import ARCHITECTURES, build_config, build_model, planted_sparse
+from builders import ARCHITECTURES, BASELINES, build_config, build_model, planted_sparse
 
 D = 16
 
@@ -17,12 +17,14 @@ def _with_nontrivial_stats(model):
     g = torch.Generator().manual_seed(1)
     if isinstance(model, cedar_hf.CedarModel):
         model.set_mean(torch.randn(D, generator=g))
+    elif isinstance(model, (cedar_hf.SemiNMF, cedar_hf.NoRotation)):
+        model.fit_embeddings(torch.randn(64, D, generator=g) + 2.0, num_epochs=2)
     else:
         model.set_normalization(torch.randn(D, generator=g), 0.7)
     return model
 
 
-@pytest.mark.parametrize("model_type", ARCHITECTURES)
+@pytest.mark.parametrize("model_type", ARCHITECTURES + BASELINES)
 def test_save_load_round_trip_through_auto_classes(model_type, tmp_path):
     model = _with_nontrivial_stats(build_model(model_type, D)).eval()
     x = torch.randn(7, D)
@@ -68,7 +70,7 @@ def test_cedar_codes_are_signed_topk_by_magnitude():
     assert (smallest_kept >= largest_dropped).all()
 
 
-@pytest.mark.parametrize("model_type", ARCHITECTURES)
+@pytest.mark.parametrize("model_type", ARCHITECTURES + BASELINES)
 def test_decode_is_affine_in_concept_directions(model_type):
     model = _with_nontrivial_stats(build_model(model_type, D)).eval()
     atoms = model.concept_directions
@@ -81,7 +83,7 @@ def test_decode_is_affine_in_concept_directions(model_type):
             torch.testing.assert_close(model.decode(e) - zero, a * atoms[i : i + 1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("model_type", ARCHITECTURES)
+@pytest.mark.parametrize("model_type", ARCHITECTURES + BASELINES)
 def test_token_inputs_are_handled_tokenwise(model_type):
     model = build_model(model_type, D).eval()
     tokens = torch.randn(3, 5, D)
@@ -190,7 +192,7 @@ def test_optimiser_steps_lower_the_loss_on_planted_data(model_type):
 
 
 # ---- bad input gets a clear error naming the value ----------------------------------------------------------
-@pytest.mark.parametrize("model_type", ARCHITECTURES)
+@pytest.mark.parametrize("model_type", ARCHITECTURES + BASELINES)
 def test_bad_inputs_are_named(model_type):
     model = build_model(model_type, D)
     with pytest.raises(ValueError, match=r"shape \(4, 15\).*d_in=16"):
