@@ -3,8 +3,9 @@
 Writes `cedar_hf/resources/vocabulary_en.txt.gz`, one concept a line, most frequent first. A word is kept when it
 is among wordfreq's most frequent English words, is a WordNet 3.0 noun or adjective lemma (so inflected forms,
 function words and pure verbs/adverbs drop out), is alphabetic (hyphens allowed), at least 3 letters, and not a
-stop word. Bigrams are WordNet's two-word noun/adjective collocations ("ice cream", "living room"), ranked by
-wordfreq. Needs Debian's `wordnet-base` (/usr/share/wordnet), `wordfreq` and scikit-learn (its stop-word list).
+stop word. Bigrams are WordNet's two-word noun/adjective collocations ("ice cream", "living room") that were
+tagged at least once in SemCor (WordNet's `cntlist.rev`, so compositional pairs such as "good time" drop out),
+ranked by wordfreq. Needs Debian's `wordnet-base` (/usr/share/wordnet), `wordfreq` and scikit-learn (its stop-word list).
 
     python scripts/build_vocabulary.py --words 19000 --bigrams 1000
 """
@@ -19,7 +20,7 @@ import re
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from wordfreq import top_n_list, zipf_frequency
 
-from wordnet_files import read_index
+from wordnet_files import read_index, tagged_counts
 
 RESOURCES = Path(__file__).resolve().parents[1] / "cedar_hf" / "resources"
 WORD = re.compile(r"^[a-z][a-z\-]*[a-z]$")
@@ -36,10 +37,11 @@ def unigrams(lemmas: set[str], count: int, pool: int) -> list[str]:
 
 
 def bigrams(lemmas: set[str], count: int, min_zipf: float) -> list[str]:
+    counts = tagged_counts()
     pairs = [
         lemma
         for lemma in lemmas
-        if lemma.count(" ") == 1 and all(WORD.match(part) and part not in ENGLISH_STOP_WORDS for part in lemma.split(" "))
+        if lemma.count(" ") == 1 and counts.get(lemma, 0) > 0 and all(WORD.match(part) and part not in ENGLISH_STOP_WORDS for part in lemma.split(" "))
     ]
     scored = sorted(((zipf_frequency(p, "en"), p) for p in pairs), key=lambda item: (-item[0], item[1]))
     return [pair for score, pair in scored[:count] if score >= min_zipf]

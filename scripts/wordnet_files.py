@@ -72,6 +72,18 @@ def read_index(pos: str, wordnet_dir: Path = WORDNET_DIR) -> dict[str, list[str]
     return lemmas
 
 
+def tagged_counts(wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
+    """Lemma (spaces for underscores) -> how often its senses were tagged in the SemCor corpus (`cntlist.rev`);
+    a collocation with a count was seen used as one unit in running text."""
+    counts: dict[str, int] = {}
+    with open(Path(wordnet_dir) / "cntlist.rev", encoding="latin-1") as f:
+        for line in f:
+            sense_key, _, count = line.split()
+            lemma = sense_key.split("%")[0].replace("_", " ")
+            counts[lemma] = counts.get(lemma, 0) + int(count)
+    return counts
+
+
 def license_text(wordnet_dir: Path = WORDNET_DIR) -> str:
     """WordNet 3.0's license notice, as printed at the top of every data file."""
     lines = []

@@ -1,0 +1,128 @@
+"""Concept naming: planted word atoms are named correctly, the names travel with the dictionary."""
+
+import gzip
+
+import pytest
+import torch
+
+import cedar_hf
+from cedar_hf.interpret import load_vocabulary, name_concepts
+from cedar_hf.interpret.naming import concept_name, find_latents
+
+from builders import build_model
+from interpret_helpers import WordBackbone, planted_cedar, planted_word_world
+
+
+@pytest.fixture(scope="module")
+def planted():
+    torch.manual_seed(0)
+    return planted_cedar(d=32, k=3)
+
+
+def test_trained_cedar_on_planted_words_names_every_latent(planted):
+    model, backbone, vocabulary, planted_words, atoms = planted
+    names = name_concepts(model, backbone, vocabulary)
+    entries = names["names"]
+    assert len(entries) == model.config.n_latents == 32
+    cos = atoms @ model.rotation.detach().T  # (planted word, learned coordinate)
+    matched = set()
+    for w, word in enumerate(planted_words):
+        d = int(cos[w].abs().argmax())
+        assert abs(float(cos[w, d])) > 0.99  # the fit recovered the atom (up to the sign of the axis)
+        matched.add(d)
+        # CEDAR axes have two ends: the word names the end the learned coordinate points to.
+        end = entries[d]["name"] if cos[w, d] > 0 else entries[d]["negative"]["name"]
+        assert end == word, (d, entries[d])
+        assert concept_name(model, d, float(cos[w, d])) == word
+    assert matched == set(range(32))  # every latent is a planted word, each named once
+
+
+def test_names_carry_sorted_alternatives_and_metadata(planted):
+    model, backbone, vocabulary, _, _ = planted
+    names = name_concepts(model, backbone, vocabulary, top_k=5)
+    assert names["format"] == "cedar-hf-concept-names/1"
+    assert names["backbone"] == "fake/word-backbone" and names["center"] == "vocabulary"
+    for entry in names["names"]:
+        scores = [s for _, s in entry["alternatives"]]
+        assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+        assert entry["alternatives"][0] == [entry["name"], entry["score"]]
+        assert -1.0 <= entry["negative"]["score"] <= 1.0
+    assert model.concept_names is names
+    assert model.concept_labels[0] == names["names"][0]["name"]
+
+
+def test_overcomplete_sae_with_word_atoms_is_named(planted):
+    """An SAE whose (non-orthogonal, over-complete) decoder atoms are noisy planted word directions."""
+    _, backbone, vocabulary, planted_words, atoms = planted
+    g = torch.Generator().manual_seed(3)
+    sae = build_model("topk_sae", d_in=32, expansion_factor=2, k=4)  # 64 latents
+    words = torch.randint(0, len(planted_words), (64,), generator=g)
+    noisy = atoms[words] + 0.3 * torch.randn(64, 32, generator=g) / 32**0.5
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.nn.functional.normalize(noisy, dim=-1))
+        sae.set_normalization(torch.zeros(32), 2.0)
+    names = name_concepts(sae, backbone, vocabulary)
+    assert [e["name"] for e in names["names"]] == [planted_words[int(w)] for w in words]
+
+
+def test_prompt_is_applied_and_center_options(planted):
+    model, _, vocabulary, planted_words, atoms = planted
+    backbone, *_ = planted_word_world(32)
+    a = name_concepts(model, backbone, vocabulary, prompt="a photo of {}")
+    assert backbone.seen_prompts[-1] == "a photo of {}" and a["prompt"] == "a photo of {}"
+    mean = torch.stack([backbone.table[w] for w in vocabulary]).mean(0)
+    b = name_concepts(model, backbone, vocabulary, center=mean)
+    assert [e["name"] for e in a["names"]] == [e["name"] for e in b["names"]] and b["center"] == "given mean"
+    with pytest.raises(ValueError, match="center='median'"):
+        name_concepts(model, backbone, vocabulary, center="median")
+    with pytest.raises(ValueError, match="must contain"):
+        name_concepts(model, backbone, vocabulary, prompt="a photo")
+    with pytest.raises(ValueError, match="16-d"):
+        name_concepts(model, vocabulary_embeddings=torch.randn(len(vocabulary), 16), vocabulary=vocabulary)
+
+
+def test_names_survive_save_and_load(planted, tmp_path):
+    model, backbone, vocabulary, _, _ = planted
+    names = name_concepts(model, backbone, vocabulary)
+    model.save_pretrained(tmp_path)
+    loaded = cedar_hf.CedarModel.from_pretrained(tmp_path)
+    assert loaded.concept_names == names
+    assert 3 in find_latents(loaded, names["names"][3]["name"])
+    with pytest.raises(ValueError, match="no latent is named"):
+        find_latents(loaded, "not-a-name")
+
+
+def test_vocabulary_sources(tmp_path):
+    default = load_vocabulary()
+    assert 19_000 <= len(default) <= 21_000 and len(set(default)) == len(default)
+    assert sum(" " in w for w in default) >= 500  # a few bigrams
+    assert {"dog", "red", "ice cream"} <= set(default)
+    assert load_vocabulary(max_size=10) == default[:10]
+    path = tmp_path / "words.txt.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("# my concepts\ncat\ndog\n\ncat\n")
+    assert load_vocabulary(path) == ["cat", "dog"]
+    assert load_vocabulary(["a", "b", "a"]) == ["a", "b"]
+    with pytest.raises(ValueError, match="does not exist"):
+        load_vocabulary(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="empty"):
+        load_vocabulary(["ok", " "])
+
+
+@pytest.mark.slow
+def test_minilm_word_atoms_are_named():
+    """Real MiniLM embeddings: atoms that are noisy centred embeddings of 25 real words get those words' names."""
+    backbone = cedar_hf.load_backbone("minilm")
+    vocabulary = load_vocabulary(max_size=3000)
+    embeddings = backbone.embed_texts(vocabulary, batch_size=256).float()
+    centred = embeddings - embeddings.mean(0)
+    g = torch.Generator().manual_seed(0)
+    planted = torch.randperm(len(vocabulary), generator=g)[:25]
+    noise = torch.randn(25, centred.shape[1], generator=g)
+    atoms = torch.nn.functional.normalize(centred[planted], dim=-1)
+    atoms = atoms + 0.5 * torch.nn.functional.normalize(noise, dim=-1)  # cos(atom, word) ≈ 0.9
+    sae = build_model("topk_sae", d_in=centred.shape[1], n_latents=25, k=4)
+    with torch.no_grad():
+        sae.W_dec.copy_(atoms)
+    names = name_concepts(sae, vocabulary=vocabulary, vocabulary_embeddings=embeddings)
+    assert [e["name"] for e in names["names"]] == [vocabulary[int(i)] for i in planted]
