@@ -188,3 +188,39 @@ def test_pair_indices_from_pair_id_and_from_file(tmp_path):
         analysis.pair_indices(dataset, pairs=[("txt1", "img3")])
     with pytest.raises(ValueError, match="not in the dataset"):
         analysis.pair_indices(dataset, pairs=[("img99", "txt1")])
+
+
+def test_cli_analyze_writes_json_and_figures(tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    dataset = _planted_modal_dataset(n_per_modality=60)
+    dataset.save_to_disk(str(tmp_path / "data"))
+    model = build_model("cedar", d_in=12, k=3, init_std=0.0)
+    model.concept_names = {"format": "cedar-hf-concept-names/1", "names": [{"latent": 0, "name": "zero", "score": 1.0}]}
+    model.save_pretrained(tmp_path / "model")
+    other = build_model("cedar", d_in=12, k=3, init_std=0.5)
+    other.save_pretrained(tmp_path / "other")
+    result = CliRunner().invoke(
+        app,
+        ["analyze", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "-o", str(tmp_path / "out"),
+         "--reference", str(tmp_path / "model"), "--reference", str(tmp_path / "other"), "--bins", "10"],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert report["labels"][0] == "zero" and report["dead"] == 3
+    assert report["modality"]["scores"][:4] == [1.0] * 4 and report["modality"]["scores"][9] is None
+    accuracy = report["modality"]["classifier_accuracy"]
+    # coordinate 0 is nonzero (either sign) on half the image rows, never on text rows: one threshold catches one
+    # sign, i.e. a quarter of the images -> balanced accuracy about (1/4 + 1) / 2; constant coordinates are chance
+    assert 0.55 < accuracy[0] < 0.72 and accuracy[9:] == [0.5] * 3
+    # identity-CEDAR atoms are orthogonal, so only self-bridges can be nonzero: the shared concept 8 leads
+    top = report["bridge"]["top"]
+    assert (top[0]["image_concept"], top[0]["text_concept"]) == (8, 8) and top[0]["score"] > 0.3
+    assert all(abs(entry["score"]) < 1e-9 for entry in top[1:])
+    stability = report["stability"]["pairs"]
+    assert stability["vs model"]["overall"] == pytest.approx(1.0)
+    assert stability["vs other"]["overall"] < 1.0
+    for name in ("energy.png", "modality.png", "modality_classifier.png", "bridges.png", "stability.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 5000

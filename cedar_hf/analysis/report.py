@@ -1,0 +1,130 @@
+"""All analyses of one dictionary over one embedding dataset, as a JSON-ready dict plus PNGs (what
+`cedar-hf analyze` writes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .bridge import top_bridge_pairs
+from .codes import compute_codes, embedding_matrix, load_dataset, modality_masks, pair_indices
+from .energy import concept_energy, concepts_for_share, energy_share_curve
+from .modality import accuracy_histograms, modality_classifier_accuracy, modality_histograms, modality_scores
+from .stability import random_baseline, stability, stability_curve
+
+
+def _labels(model) -> list[str]:
+    labels = getattr(model, "concept_labels", None)
+    return list(labels) if labels is not None else [f"latent {i}" for i in range(model.config.n_latents)]
+
+
+def _finite(values: np.ndarray) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def _modality_section(dataset, codes, x, energy, model, modalities, bins, progress) -> Optional[dict]:
+    if "modality" not in getattr(dataset, "column_names", []) or len(set(dataset["modality"])) < 2:
+        return None
+    names, is_a = modality_masks(dataset, modalities)
+    scores = modality_scores(codes[is_a], codes[~is_a])
+    x_pooled = x.mean(1) if x.dim() == 3 else x
+    accuracy = modality_classifier_accuracy(x_pooled.numpy(), is_a, model, progress=progress)
+    return {
+        "names": list(names),
+        "rows": {names[0]: int(is_a.sum()), names[1]: int((~is_a).sum())},
+        "scores": _finite(scores),
+        "histogram": modality_histograms(scores, energy, bins=bins),
+        "classifier_accuracy": accuracy.tolist(),
+        "classifier_histogram": accuracy_histograms(accuracy, energy, bins=bins),
+        "energy_weighted_mean_accuracy": float(np.average(accuracy, weights=np.maximum(energy, 1e-30))),
+    }
+
+
+def _stability_section(model, energy, references, data, batch_size, progress) -> dict:
+    atoms = model.concept_directions.detach()
+    section = {"pairs": {}, "chance": random_baseline(atoms.shape[0], atoms.shape[1], samples=1)}
+    for name, reference in references.items():
+        energy_ref = concept_energy(compute_codes(reference, data, batch_size=batch_size, progress=progress))
+        section["pairs"][name] = {
+            "overall": stability(model, reference),
+            "curve": {str(n): v for n, v in stability_curve(model, reference, energy, energy_ref).items()},
+        }
+    return section
+
+
+def analyze_dictionary(
+    model,
+    data,
+    pairs=None,
+    references: Optional[dict] = None,
+    modalities: Optional[Sequence[str]] = None,
+    output_dir=None,
+    batch_size: int = 1024,
+    bins: int = 20,
+    top_pairs: int = 20,
+    progress: bool = True,
+) -> dict:
+    """Energy, modality scores and classifiers, bridges and stability of `model` over `data`.
+
+    Args:
+        model: a cedar-hf dictionary.
+        data: an embedding dataset (or its folder). Modality analyses need a `modality` column with two values;
+            bridges need aligned pairs (`pairs`, or a `pair_id` column).
+        pairs: `(id_a, id_b)` pairs or a file of them (see `pair_indices`); None uses `pair_id` when present.
+        references: `{name: dictionary}` to measure stability against (other seeds / data mixtures).
+        modalities: the two `modality` values to compare (default ("image", "text") when present).
+        output_dir: when given, writes `analysis.json` and the PNGs there.
+    Returns the JSON-ready dict (also written as `analysis.json`).
+    """
+    dataset = load_dataset(data)
+    x = embedding_matrix(dataset)
+    codes = compute_codes(model, x, batch_size=batch_size, progress=progress)
+    energy = concept_energy(codes)
+    labels = _labels(model)
+    result = {
+        "n_latents": int(codes.shape[1]),
+        "rows": int(codes.shape[0]),
+        "energy": energy.tolist(),
+        "energy_share": {str(n): v for n, v in energy_share_curve(energy).items()},
+        "concepts_for_share": {str(s): concepts_for_share(energy, s) for s in (0.5, 0.9, 0.99)},
+        "dead": int((energy == 0).sum()),
+        "labels": labels,
+    }
+    result["modality"] = _modality_section(dataset, codes, x, energy, model, modalities, bins, progress)
+    has_pairs = pairs is not None or "pair_id" in getattr(dataset, "column_names", [])
+    if result["modality"] is not None and has_pairs:
+        rows_a, rows_b = pair_indices(dataset, pairs, modalities)
+        # self-bridges (a concept on both sides) stay in: for an orthogonal CEDAR basis they are the only ones
+        top = top_bridge_pairs(codes[rows_a], codes[rows_b], model, top=top_pairs, include_self=True, progress=progress)
+        for entry in top:
+            entry.update(image_label=labels[entry["image_concept"]], text_label=labels[entry["text_concept"]])
+        result["bridge"] = {"pairs": int(len(rows_a)), "top": top}
+    if references:
+        result["stability"] = _stability_section(model, energy, references, x, batch_size, progress)
+    if output_dir is not None:
+        result["figures"] = write_figures(result, output_dir)
+        with open(Path(output_dir) / "analysis.json", "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+def write_figures(result: dict, output_dir) -> list[str]:
+    """The PNGs of an `analyze_dictionary` result, into `output_dir`. -> their file names."""
+    from . import plots
+
+    out = Path(output_dir)
+    paths = [plots.plot_energy(np.asarray(result["energy"]), out / "energy.png")]
+    modality = result.get("modality")
+    if modality:
+        paths.append(plots.plot_modality_histograms(modality["histogram"], out / "modality.png", modality["names"]))
+        paths.append(plots.plot_accuracy_histograms(modality["classifier_histogram"], out / "modality_classifier.png"))
+    if result.get("bridge"):
+        names = modality["names"] if modality else ("image", "text")
+        paths.append(plots.plot_bridge_pairs(result["bridge"]["top"], result["labels"], out / "bridges.png", names))
+    if result.get("stability"):
+        curves = {name: {int(n): v for n, v in entry["curve"].items()} for name, entry in result["stability"]["pairs"].items()}
+        paths.append(plots.plot_stability_curves(curves, out / "stability.png", chance=result["stability"]["chance"]))
+    return [path.name for path in paths]

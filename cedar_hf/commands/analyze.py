@@ -1,0 +1,69 @@
+"""`cedar-hf analyze`: energy, modality, bridges and stability of a dictionary, as JSON and PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def load_dictionary(path: str):
+    """A cedar-hf dictionary from a folder (or Hub id) saved with `save_pretrained`."""
+    from transformers import AutoModel
+
+    import cedar_hf  # noqa: F401  (registers the dictionary classes with AutoModel)
+
+    model = AutoModel.from_pretrained(path)
+    if not hasattr(model, "concept_directions"):
+        raise typer.BadParameter(f"{path} is a {type(model).__name__}, not a cedar-hf dictionary")
+    return model.eval()
+
+
+def analyze(
+    model: str = typer.Option(..., "--model", "-m", help="Dictionary folder (save_pretrained output) to analyse."),
+    data: Path = typer.Option(
+        ..., "--data", "-d", help="Embedding dataset folder (from `cedar-hf extract`; needs an `embedding` column; "
+        "a `modality` column enables modality scores, a `pair_id` column or --pairs enables bridges)."
+    ),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where analysis.json and the PNGs are written."),
+    pairs: Optional[Path] = typer.Option(
+        None, help="File of aligned (image id, text id) pairs: .csv/.tsv with two columns, .json list, or .jsonl."
+    ),
+    reference: List[str] = typer.Option(
+        [], "--reference", "-r", help="Another dictionary (other seed or data mixture) to measure stability against; "
+        "repeat the option for several."
+    ),
+    modalities: Optional[str] = typer.Option(
+        None, help="The two `modality` values to compare, comma-separated (default: image,text)."
+    ),
+    batch_size: int = typer.Option(1024, help="Embeddings encoded at once."),
+    bins: int = typer.Option(20, help="Bins of the modality and classifier histograms."),
+    top_pairs: int = typer.Option(20, help="How many of the strongest bridge pairs to report."),
+) -> None:
+    """Energy distribution, modality histograms (paper Fig. 4), modality-classifier accuracies (Fig. 6), strongest
+    bridge pairs with concept names and stability vs top-N (Fig. 2) of a dictionary over an embedding dataset."""
+    from cedar_hf.analysis import analyze_dictionary
+
+    names = tuple(part.strip() for part in modalities.split(",")) if modalities else None
+    if names is not None and len(names) != 2:
+        raise typer.BadParameter(f"--modalities {modalities!r} must name exactly two values, e.g. image,text")
+    dictionary = load_dictionary(model)
+    references = {f"vs {Path(path).name}": load_dictionary(path) for path in reference}
+    result = analyze_dictionary(
+        dictionary, data, pairs=pairs, references=references or None, modalities=names, output_dir=output_dir,
+        batch_size=batch_size, bins=bins, top_pairs=top_pairs,
+    )
+    typer.echo(f"{result['rows']} embeddings, {result['n_latents']} concepts ({result['dead']} never active); "
+               f"90% of the energy in the top {result['concepts_for_share']['0.9']}")
+    if result.get("modality"):
+        typer.echo(f"energy-weighted modality-classifier accuracy: {result['modality']['energy_weighted_mean_accuracy']:.3f}")
+    for entry in (result.get("bridge") or {}).get("top", [])[:5]:
+        typer.echo(f"bridge {entry['score']:.4f}: {entry['image_label']} -> {entry['text_label']}")
+    for name, entry in (result.get("stability") or {}).get("pairs", {}).items():
+        typer.echo(f"stability {name}: {entry['overall']:.3f} overall")
+    typer.echo(f"wrote analysis.json and {', '.join(result['figures'])} to {output_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("analyze")(analyze)
