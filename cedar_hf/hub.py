@@ -1,0 +1,219 @@
+"""The Hub: push a dictionary (weights, config, concept names, a model card) or an embedding dataset (with a dataset
+card). Loading needs nothing here: `CedarModel.from_pretrained("user/repo")` / `AutoModel.from_pretrained` work from
+a Hub id (after `import cedar_hf`), concept names included.
+
+The cards are rendered from the Jinja templates in `model_cards/` (shipped in the wheel as
+`cedar_hf/resources/model_cards/`) with `huggingface_hub.ModelCard.from_template`; a value that is not known renders
+as "[More Information Needed]". The token is handed to `huggingface_hub` only; it is never printed or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import re
+import shutil
+import tempfile
+from typing import Any, Optional, Union
+
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard, ModelCardData, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+from .interpret.cards import MISSING, dataset_card_values, model_card_values, template_path
+
+MODEL_EXTRA_FILES = ("evaluation.json", "metrics.json", "training_args.json")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+class HubPushError(RuntimeError):
+    """A push to the Hugging Face Hub failed (no token, no write access, offline...); the message says why."""
+
+
+def is_hub_id(value: Any) -> bool:
+    """True for strings that look like `owner/name` and are not a local path."""
+    return isinstance(value, str) and bool(REPO_ID.match(value)) and not os.path.exists(value)
+
+
+def render_model_card(
+    model,
+    repo_id: Optional[str] = None,
+    dataset: Optional[str] = None,
+    embeddings: Any = None,
+    model_dir: Union[None, str, os.PathLike] = None,
+    license: Optional[str] = None,
+    top_n: int = 20,
+    progress: bool = True,
+) -> ModelCard:
+    """The model card of a dictionary (a `huggingface_hub.ModelCard`; `str(card)` is the README).
+
+    Args:
+        model: the dictionary.
+        repo_id: the Hub id it goes to (used in the usage snippet and the title).
+        dataset: Hub id of the training dataset (YAML `datasets`); defaults to `config.training_data["dataset"]`.
+        embeddings: an embedding dataset (folder, `datasets.Dataset` or tensor) to rank concepts by energy
+            (mean |code|); without it the card says the energies are unknown.
+        model_dir: folder with `evaluation.json` / `metrics.json` / `training_args.json`; defaults to the folder the
+            model was loaded from.
+        license: an SPDX id / Hub license for the YAML metadata.
+        top_n: how many of the highest-energy concepts to list.
+    """
+    values = model_card_values(model, repo_id, dataset, embeddings, _model_dir(model, model_dir), top_n, progress)
+    meta = values.pop("metadata")
+    eval_results = meta.pop("eval_results", None)
+    card_data = ModelCardData(license=license, eval_results=eval_results, **meta)
+    return ModelCard.from_template(card_data, template_path=str(template_path("dictionary_card.md")), **values)
+
+
+def _model_dir(model, model_dir) -> Optional[Path]:
+    if model_dir is not None:
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise ValueError(f"model_dir {str(path)!r} is not a folder")
+        return path
+    loaded_from = getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
+    return Path(loaded_from) if loaded_from and Path(loaded_from).is_dir() else None
+
+
+def _resolve_token(token: Optional[str]) -> str:
+    token = token or get_token()
+    if not token:
+        raise HubPushError(
+            "No Hugging Face token found: log in with `hf auth login`, set the HF_TOKEN environment variable, "
+            "or pass token=... (it needs write access to the repository)."
+        )
+    return token
+
+
+def _hub_error(exc: Exception, repo_id: str, repo_type: str) -> HubPushError:
+    """A clear message for a failed Hub call; built from the status code only, so no secret can leak into it."""
+    if isinstance(exc, OfflineModeIsEnabled):
+        return HubPushError(f"cannot push {repo_type} {repo_id!r}: HF_HUB_OFFLINE=1 is set; unset it to push.")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, RepositoryNotFoundError) or status in (401, 403, 404):
+        return HubPushError(
+            f"cannot write to the {repo_type} repository {repo_id!r} (HTTP {status}): the token is invalid or has no "
+            f"write access to that namespace. Use a token with the 'write' role for the owner of {repo_id!r}."
+        )
+    return HubPushError(f"pushing {repo_type} {repo_id!r} to the Hub failed (HTTP {status}): {type(exc).__name__}")
+
+
+def push_dictionary_to_hub(
+    model,
+    repo_id: str,
+    token: Optional[str] = None,
+    private: Optional[bool] = None,
+    commit_message: Optional[str] = None,
+    dataset: Optional[str] = None,
+    embeddings: Any = None,
+    model_dir: Union[None, str, os.PathLike] = None,
+    license: Optional[str] = None,
+    revision: Optional[str] = None,
+    create_pr: bool = False,
+    progress: bool = True,
+):
+    """Upload a dictionary to the Hub: `model.safetensors`, `config.json`, `concept_names.json` (when named), the
+    model folder's `evaluation.json` / `metrics.json` / `training_args.json`, and a `README.md` model card.
+
+    `model.push_to_hub(repo_id, ...)` calls this. The folder is written with `save_pretrained` into a temporary
+    directory, the card rendered (see `render_model_card` for `dataset`, `embeddings`, `model_dir`, `license`), then
+    `HfApi.create_repo(exist_ok=True)` + `HfApi.upload_folder` send it in one commit.
+
+    Raises:
+        HubPushError: no token, no write access to `repo_id`, or offline mode; the message never contains the token.
+
+    Returns:
+        The `CommitInfo` of the upload (`.commit_url`, `.pr_url`).
+    """
+    if not is_hub_id(repo_id):
+        raise ValueError(f"repo_id={repo_id!r} must look like 'owner/name' (a Hub repository id)")
+    token = _resolve_token(token)
+    source_dir = _model_dir(model, model_dir)
+    card = render_model_card(model, repo_id, dataset, embeddings, source_dir, license, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="cedar-hf-push-") as folder:
+        model.save_pretrained(folder)
+        for name in MODEL_EXTRA_FILES:
+            if source_dir is not None and (source_dir / name).is_file():
+                shutil.copy(source_dir / name, Path(folder) / name)
+        card.save(Path(folder) / "README.md")
+        api = HfApi(token=token)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                repo_type="model",
+                commit_message=commit_message or f"Upload {type(model).__name__} with cedar-hf",
+                revision=revision,
+                create_pr=create_pr,
+            )
+        except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
+            raise _hub_error(exc, repo_id, "model") from None
+
+
+def render_dataset_card(dataset, repo_id: str, metadata: Optional[dict] = None, license: Optional[str] = None,
+                        source: Optional[str] = None) -> DatasetCard:
+    """The dataset card of an embedding dataset (`datasets.Dataset`), from `model_cards/dataset_card.md`."""
+    values = dataset_card_values(dataset, repo_id, metadata or {}, source)
+    card_data = DatasetCardData(license=license, **values.pop("metadata"))
+    return DatasetCard.from_template(card_data, template_path=str(template_path("dataset_card.md")), **values)
+
+
+def push_embeddings_to_hub(
+    dataset: Any,
+    repo_id: str,
+    token: Optional[str] = None,
+    private: Optional[bool] = None,
+    commit_message: Optional[str] = None,
+    license: Optional[str] = None,
+    source: Optional[str] = None,
+):
+    """Push an embedding dataset (a folder from `cedar-hf extract` or a `datasets.Dataset`) with `datasets`' own
+    `push_to_hub`, then its `cedar_metadata.json` and a dataset card (`README.md`).
+
+    Args:
+        source: Hub id of the images/texts the embeddings were computed from (YAML `source_datasets`).
+    Raises:
+        HubPushError: as for `push_dictionary_to_hub`.
+    """
+    from .analysis.codes import load_dataset as load_embedding_dataset
+
+    if not is_hub_id(repo_id):
+        raise ValueError(f"repo_id={repo_id!r} must look like 'owner/name' (a Hub repository id)")
+    token = _resolve_token(token)
+    metadata = _dataset_metadata(dataset)
+    ds = load_embedding_dataset(dataset)
+    if "embedding" not in getattr(ds, "column_names", []):
+        raise ValueError(f"not an embedding dataset: no 'embedding' column in {getattr(ds, 'column_names', ds)!r}")
+    card = render_dataset_card(ds, repo_id, metadata, license, source)
+    message = commit_message or "Upload embeddings with cedar-hf"
+    api = HfApi(token=token)
+    try:
+        ds.push_to_hub(repo_id, token=token, private=private, commit_message=message)
+        with tempfile.TemporaryDirectory(prefix="cedar-hf-push-") as folder:
+            card.save(Path(folder) / "README.md")
+            if metadata:
+                (Path(folder) / "cedar_metadata.json").write_text(json.dumps(metadata, indent=1))
+            return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
+                                     commit_message=f"{message}: dataset card")
+    except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
+        raise _hub_error(exc, repo_id, "dataset") from None
+
+
+def _dataset_metadata(dataset) -> dict:
+    if isinstance(dataset, (str, os.PathLike)):
+        path = Path(dataset) / "cedar_metadata.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
+
+
+__all__ = [
+    "HubPushError",
+    "MISSING",
+    "is_hub_id",
+    "push_dictionary_to_hub",
+    "push_embeddings_to_hub",
+    "render_dataset_card",
+    "render_model_card",
+]

@@ -1,0 +1,220 @@
+"""What the model and dataset cards say: values for the Jinja templates in `model_cards/` (see `cedar_hf.hub`).
+
+Templates are found in the installed package (`cedar_hf/resources/model_cards/`, a copy kept identical to the
+repository's top-level `model_cards/` by a test) and, in a source checkout, in `model_cards/` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+MISSING = "[More Information Needed]"
+DESCRIPTIONS = {
+    "cedar": ("CEDAR rotation", "CEDAR (Conceptual Embedding Disentanglement via Adaptive Rotation, "
+              "[arXiv:2605.22679](https://arxiv.org/abs/2605.22679)) learns an orthogonal rotation `U` of the "
+              "centred embedding space and keeps the k coordinates of largest magnitude with their sign: "
+              "`codes = topk(U(z − b))`, `ẑ = Uᵀ codes + b`. It keeps the embedding's dimension (one concept per "
+              "dimension, row d of `U` is concept d), is lossless at k = d_in, and its codes are signed."),
+    "relu_sae": ("ReLU sparse autoencoder", "A ReLU sparse autoencoder (Bricken et al. 2023) with an L1 penalty "
+                 "weighted by decoder norms; codes are non-negative."),
+    "topk_sae": ("TopK sparse autoencoder", "A TopK sparse autoencoder (Gao et al. 2024): the k largest "
+                 "pre-activations per sample are kept; codes are non-negative."),
+    "batchtopk_sae": ("BatchTopK sparse autoencoder", "A BatchTopK sparse autoencoder (Bussmann et al. 2024): "
+                      "top k·B activations per training batch, a global threshold at inference."),
+    "jumprelu_sae": ("JumpReLU sparse autoencoder", "A JumpReLU sparse autoencoder (Rajamanoharan et al. 2024) "
+                     "with per-latent thresholds trained through a straight-through estimator."),
+    "matryoshka_sae": ("Matryoshka sparse autoencoder", "A Matryoshka sparse autoencoder (Zaigrajew et al. "
+                       "2025): nested TopK levels trained jointly, so small k uses the most general concepts."),
+}
+
+
+def template_path(name: str) -> Path:
+    """Path of a card template: the packaged copy first, then the source checkout's `model_cards/`."""
+    here = Path(__file__).resolve().parents[1]
+    for folder in (here / "resources" / "model_cards", here.parent / "model_cards"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"card template {name!r} not found in cedar_hf/resources/model_cards or model_cards/")
+
+
+def _or_missing(value: Any) -> Any:
+    return MISSING if value is None or value == "" or value == [] or value == {} else value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return str(_or_missing(value))
+
+
+def flatten_numbers(data: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of nested JSON as `{"a/b": value}` (booleans and non-finite values dropped)."""
+    out: dict[str, float] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flatten_numbers(value, f"{prefix}{key}/"))
+    elif isinstance(data, (int, float)) and not isinstance(data, bool) and math.isfinite(data):
+        out[prefix.rstrip("/")] = float(data)
+    return out
+
+
+def _read_json(folder: Optional[Path], name: str) -> Optional[dict]:
+    if folder is None or not (folder / name).is_file():
+        return None
+    with open(folder / name) as f:
+        return json.load(f)
+
+
+def _metrics(folder: Optional[Path]) -> tuple[dict[str, float], str]:
+    evaluation, training = _read_json(folder, "evaluation.json"), _read_json(folder, "metrics.json")
+    metrics = {**flatten_numbers(training or {}), **flatten_numbers(evaluation or {})}
+    sources = [name for name, data in (("evaluation.json", evaluation), ("metrics.json", training)) if data]
+    if not metrics:
+        return {}, f"{MISSING} (no evaluation.json or metrics.json was found beside the model; run `cedar-hf evaluate`)."
+    return metrics, f"From {' and '.join(f'`{s}`' for s in sources)} in the model folder (also uploaded)."
+
+
+def _training(model, folder: Optional[Path]) -> tuple[list[tuple[str, str]], str]:
+    args = _read_json(folder, "training_args.json") or {}
+    provenance = dict(getattr(model.config, "training_data", {}) or {})
+    rows = [(f"training data: {key}", _fmt(value)) for key, value in provenance.items()]
+    rows += [(key, _fmt(value)) for key, value in args.items() if value is not None and not isinstance(value, dict)]
+    summary = (
+        "Trained with `cedar_hf.train` (Accelerate; CEDAR's k curriculum / the SAE recipe of its paper) on frozen "
+        "embeddings; the settings below come from `training_args.json` and the config's `training_data`."
+        if rows else f"{MISSING} (no training_args.json beside the model and no training_data in its config)."
+    )
+    return rows or [("settings", MISSING)], summary
+
+
+def _top_concepts(model, embeddings, top_n: int, progress: bool) -> tuple[list[dict], str]:
+    names = {int(e["latent"]): e for e in (model.concept_names or {}).get("names", [])}
+    n = min(top_n, model.config.n_latents)
+    if embeddings is None:
+        order, energy = list(range(n)), None
+        summary = (f"No embedding dataset was given when this card was made, so concept energies are "
+                   f"{MISSING}; the first {n} latents are listed in index order.")
+    else:
+        from cedar_hf.analysis.codes import compute_codes
+        from cedar_hf.analysis.energy import concept_energy, top_concepts
+
+        codes = compute_codes(model, embeddings, progress=progress)
+        energy = concept_energy(codes)
+        order = top_concepts(energy, n).tolist()
+        summary = (f"Energy = mean |code| of the latent over {codes.shape[0]} embeddings (k = {model.config.k}); "
+                   f"the {n} most energetic concepts carry most of what the dictionary explains.")
+    rows = []
+    for rank, latent in enumerate(order, 1):
+        entry = names.get(latent, {})
+        rows.append({"rank": rank, "latent": latent, "name": entry.get("name", f"latent {latent}"),
+                     "energy": MISSING if energy is None else f"{energy[latent]:.4g}",
+                     "score": _fmt(entry.get("score"))})
+    return rows, summary
+
+
+def _backbone_markdown(backbone: Optional[str], is_hub_id) -> str:
+    if not backbone:
+        return MISSING
+    return f"[`{backbone}`](https://huggingface.co/{backbone})" if is_hub_id(backbone) else f"`{backbone}` (local)"
+
+
+def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path], top_n: int, progress: bool) -> dict:
+    """Template values and YAML metadata (`metadata`) for the dictionary card."""
+    import transformers
+
+    import cedar_hf
+    from cedar_hf.hub import is_hub_id
+
+    config = model.config
+    backbone = config.backbone
+    dataset = dataset or (config.training_data or {}).get("dataset")
+    metrics, metrics_summary = _metrics(folder)
+    training_rows, training_summary = _training(model, folder)
+    top, energy_summary = _top_concepts(model, embeddings, top_n, progress)
+    name, description = DESCRIPTIONS.get(config.model_type, (type(model).__name__, (type(model).__doc__ or "").strip()))
+    concept_names = model.concept_names or {}
+    metadata = {
+        "library_name": "cedar-hf",
+        "base_model": backbone if is_hub_id(backbone) else None,
+        "datasets": [dataset] if is_hub_id(dataset) else None,
+        "tags": ["cedar-hf", "interpretability", "sparse-dictionary", config.model_type]
+        + ([config.embedding_site.replace("_", "-")] if config.embedding_site else []),
+        "metrics": sorted(metrics) or None,
+    }
+    if metrics:
+        from huggingface_hub import EvalResult
+
+        metadata["model_name"] = repo_id or config.model_type
+        metadata["eval_results"] = [
+            EvalResult(task_type="feature-extraction", dataset_type=dataset if is_hub_id(dataset) else "embeddings",
+                       dataset_name=dataset or "held-out embeddings", metric_type=key, metric_name=key,
+                       metric_value=value)
+            for key, value in sorted(metrics.items())
+        ]
+    names_summary = (f"{len(concept_names.get('names', []))} names from {concept_names.get('vocabulary', MISSING)}"
+                     + (f", prompt `{concept_names['prompt']}`" if concept_names.get("prompt") else "")
+                     if concept_names else f"{MISSING} (not named; see `cedar-hf name`)")
+    k = config.k
+    return {
+        "metadata": {key: value for key, value in metadata.items() if value is not None},
+        "title": repo_id.split("/")[-1] if repo_id else f"{name} dictionary",
+        "repo_id": repo_id or "path/to/this/folder",
+        "architecture": name, "architecture_description": _or_missing(description),
+        "model_type": config.model_type, "embedding_site": _or_missing(config.embedding_site),
+        "backbone_markdown": _backbone_markdown(backbone, is_hub_id), "backbone_plain": _or_missing(backbone),
+        "dataset_markdown": (f"[`{dataset}`](https://huggingface.co/datasets/{dataset})" if is_hub_id(dataset)
+                             else _or_missing(dataset)),
+        "d_in": config.d_in, "n_latents": config.n_latents, "k": _fmt(k),
+        "usage_k": k if k is not None else min(10, config.n_latents),
+        "names_summary": names_summary, "vocabulary": concept_names.get("vocabulary", "a concept vocabulary"),
+        "library_version": cedar_hf.__version__, "transformers_version": transformers.__version__,
+        "training_rows": training_rows, "training_summary": training_summary,
+        "metric_rows": [(key, _fmt(value)) for key, value in sorted(metrics.items())],
+        "metrics_summary": metrics_summary,
+        "top_concepts": top, "top_concepts_count": len(top), "energy_summary": energy_summary,
+    }
+
+
+def _size_category(count: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M")]
+    return next((label for bound, label in bounds if count < bound), "10M<n<100M")
+
+
+def dataset_card_values(dataset, repo_id: str, metadata: dict, source: Optional[str]) -> dict:
+    """Template values and YAML metadata for the embedding-dataset card."""
+    from cedar_hf.hub import is_hub_id
+
+    count = len(dataset)
+    backbone = metadata.get("backbone")
+    modalities = sorted(set(dataset["modality"])) if "modality" in dataset.column_names else []
+    dim = metadata.get("dim")
+    if dim is None and count:
+        first = dataset[0]["embedding"]
+        dim = len(first[-1]) if first and isinstance(first[0], (list, tuple)) else len(first)
+    source = source or metadata.get("source") or metadata.get("dataset")
+    meta = {
+        "tags": ["cedar-hf", "embeddings"] + [m for m in modalities],
+        "size_categories": [_size_category(count)],
+        "source_datasets": [source] if is_hub_id(source) else None,
+        "pretty_name": repo_id.split("/")[-1],
+    }
+    return {
+        "metadata": {key: value for key, value in meta.items() if value is not None},
+        "title": repo_id.split("/")[-1], "repo_id": repo_id, "count": count, "dim": _or_missing(dim),
+        "dtype": _or_missing(metadata.get("dtype")), "site": _or_missing(metadata.get("site")),
+        "backbone_markdown": _backbone_markdown(backbone, is_hub_id),
+        "source_markdown": _backbone_markdown(source, is_hub_id) if source else MISSING,
+        "modalities": ", ".join(modalities) or MISSING, "columns": ", ".join(f"`{c}`" for c in dataset.column_names),
+        "source_summary": (f"Computed from `{source}`; its license and terms apply to these embeddings."
+                           if source else f"{MISSING}: the source of these embeddings and its license."),
+    }
+
+
+__all__ = ["MISSING", "dataset_card_values", "flatten_numbers", "model_card_values", "template_path"]

@@ -1,0 +1,206 @@
+"""The Hub: from_pretrained from a Hub id (offline cache), push_to_hub at the upload boundary, model/dataset cards."""
+
+import contextlib
+import io
+import json
+import logging
+from pathlib import Path
+import re
+import shutil
+
+import datasets
+import httpx
+from huggingface_hub import DatasetCard, HfApi, ModelCard
+from huggingface_hub.errors import HfHubHTTPError
+import pytest
+import torch
+from transformers import AutoModel
+
+import cedar_hf
+from cedar_hf import hub
+from cedar_hf.interpret.cards import MISSING
+
+from builders import build_model
+
+TOKEN = "hf_SECRETtoken1234567890abcdef"
+
+
+def named_model(d: int = 24, **overrides):
+    model = build_model("cedar", d_in=d, backbone="openai/clip-vit-base-patch32", embedding_site="image_embeds",
+                        training_data={"dataset": "user/coco-clip-embeddings", "rows": 1000}, **overrides)
+    model.set_mean(torch.randn(d))
+    model.concept_names = {
+        "format": "cedar-hf-concept-names/1", "vocabulary": "test words", "prompt": None,
+        "names": [{"latent": i, "name": f"concept{i}", "score": 0.5, "alternatives": [[f"concept{i}", 0.5]]}
+                  for i in range(d)],
+    }
+    return model
+
+
+@pytest.fixture
+def model_folder(tmp_path):
+    model = named_model()
+    folder = tmp_path / "trained"
+    model.save_pretrained(folder)
+    (folder / "evaluation.json").write_text(json.dumps({"fvu": 0.21, "cs": 0.93, "at_fvu": {"0.25": {"K": 7.5}},
+                                                        "note": "text is skipped"}))
+    (folder / "metrics.json").write_text(json.dumps({"train/loss": 1.25, "steps": 300}))
+    (folder / "training_args.json").write_text(json.dumps({"batch_size": 1024, "learning_rate": 0.001}))
+    return folder
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """Replace the two Hub calls; record what they were given and copy the uploaded folder."""
+    calls = {"create_repo": [], "upload_folder": [], "uploaded": tmp_path / "uploaded"}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"].append((repo_id, kwargs, self.token))
+
+    def upload_folder(self, **kwargs):
+        calls["upload_folder"].append(kwargs)
+        shutil.copytree(kwargs["folder_path"], calls["uploaded"], dirs_exist_ok=True)
+        return "commit-info"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def test_from_pretrained_hub_id_from_offline_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = named_model()
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--user--repo"
+    model.save_pretrained(repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    for cls in (cedar_hf.CedarModel, AutoModel):
+        loaded = cls.from_pretrained("user/repo", cache_dir=str(tmp_path / "cache"))
+        assert isinstance(loaded, cedar_hf.CedarModel)
+        torch.testing.assert_close(loaded.rotation, model.rotation)
+        assert loaded.concept_labels == model.concept_labels
+
+
+def test_push_uploads_exactly_the_expected_files_and_card(model_folder, fake_hub):
+    model = cedar_hf.CedarModel.from_pretrained(model_folder)
+    result = model.push_to_hub("user/cedar-clip", token=TOKEN, private=True, commit_message="first")
+    assert result == "commit-info"
+    assert [(r, kw["private"], kw["exist_ok"]) for r, kw, _ in fake_hub["create_repo"]] == [("user/cedar-clip", True, True)]
+    assert fake_hub["create_repo"][0][2] == TOKEN  # handed to huggingface_hub, nowhere else
+    (upload,) = fake_hub["upload_folder"]
+    assert upload["repo_id"] == "user/cedar-clip" and upload["commit_message"] == "first"
+    uploaded = fake_hub["uploaded"]
+    assert sorted(p.name for p in uploaded.iterdir()) == sorted([
+        "README.md", "config.json", "model.safetensors", "concept_names.json",
+        "evaluation.json", "metrics.json", "training_args.json",
+    ])
+    again = AutoModel.from_pretrained(uploaded)
+    torch.testing.assert_close(again.rotation, model.rotation)
+    assert again.concept_names == model.concept_names
+    card = (uploaded / "README.md").read_text()
+    assert not re.search(r"{{|}}|{%|%}", card)
+    assert "concept0" in card and "training data: rows | 1000" in card and "| cs | 0.93 |" in card
+
+
+def test_card_metadata_passes_hub_card_parsing(model_folder):
+    model = cedar_hf.CedarModel.from_pretrained(model_folder)
+    card = hub.render_model_card(model, "user/cedar-clip", embeddings=torch.randn(200, 24))
+    parsed = ModelCard(str(card))  # parses the YAML and the model-index as the Hub library does
+    data = parsed.data.to_dict()
+    assert data["library_name"] == "cedar-hf"
+    assert data["base_model"] == "openai/clip-vit-base-patch32"
+    assert data["datasets"] == ["user/coco-clip-embeddings"]
+    assert {"cedar-hf", "cedar", "image-embeds"} <= set(data["tags"])
+    values = {r.metric_type: r.metric_value for r in parsed.data.eval_results}
+    assert values == {"fvu": 0.21, "cs": 0.93, "at_fvu/0.25/K": 7.5, "train/loss": 1.25, "steps": 300.0}
+    assert ModelCard(str(parsed)).data.to_dict() == data  # round trip
+    # the 20 highest-energy concepts, ranked by mean |code| over the given embeddings
+    rows = re.findall(r"^\| (\d+) \| (\d+) \| (concept\d+) \| ([\d.]+) \|", str(card), flags=re.M)
+    assert [int(r[0]) for r in rows] == list(range(1, 21))
+    energies = [float(r[3]) for r in rows]
+    assert energies == sorted(energies, reverse=True) and all(r[2] == f"concept{r[1]}" for r in rows)
+
+
+def test_card_says_what_is_missing(tmp_path):
+    model = build_model("topk_sae", d_in=16)  # no backbone, no names, no metrics, no dataset
+    text = str(hub.render_model_card(model))
+    assert MISSING in text and "energies are [More Information Needed]" in text
+    assert not re.search(r"{{|}}|{%|%}", text)
+    data = ModelCard(text).data.to_dict()
+    assert data["library_name"] == "cedar-hf" and "base_model" not in data and "datasets" not in data
+
+
+def test_usage_snippet_in_the_card_runs(model_folder):
+    model = cedar_hf.CedarModel.from_pretrained(model_folder)
+    card = str(hub.render_model_card(model, "user/cedar-clip"))
+    snippet = re.search(r"```python\n(.*?)```", card, flags=re.S).group(1)
+    snippet = snippet.replace('"user/cedar-clip"', repr(str(model_folder)))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(snippet, "card-snippet", "exec"), {})
+    lines = out.getvalue().strip().splitlines()
+    assert 1 <= len(lines) <= model.config.k and all("concept" in line for line in lines)
+
+
+def test_push_without_a_token_fails_clearly(model_folder, fake_hub, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    model = cedar_hf.CedarModel.from_pretrained(model_folder)
+    with pytest.raises(hub.HubPushError, match="No Hugging Face token"):
+        model.push_to_hub("user/cedar-clip")
+    assert fake_hub["create_repo"] == [] and fake_hub["upload_folder"] == []
+    with pytest.raises(ValueError, match="owner/name"):
+        model.push_to_hub("no-slash", token=TOKEN)
+
+
+def test_push_to_a_repo_without_write_access_fails_clearly_and_hides_the_token(model_folder, monkeypatch, caplog, capsys):
+    def forbidden(self, repo_id, **kwargs):
+        request = httpx.Request("POST", "https://huggingface.co/api/repos/create")
+        response = httpx.Response(403, request=request, headers={"x-request-id": "abc"})
+        raise HfHubHTTPError(f"403 Forbidden for token {TOKEN}", response=response)
+
+    monkeypatch.setattr(HfApi, "create_repo", forbidden)
+    model = cedar_hf.CedarModel.from_pretrained(model_folder)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(hub.HubPushError, match=r"cannot write to the model repository 'someone/else' \(HTTP 403\)") as info:
+        model.push_to_hub("someone/else", token=TOKEN)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    captured = capsys.readouterr()
+    assert TOKEN not in str(info.value) + caplog.text + captured.out + captured.err
+
+
+def test_push_embedding_dataset_with_card(tmp_path, monkeypatch, fake_hub):
+    pushed = {}
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub",
+                        lambda self, repo_id, **kw: pushed.update(repo_id=repo_id, rows=len(self), **kw))
+    ds = datasets.Dataset.from_dict({
+        "embedding": torch.randn(30, 8).tolist(), "id": [str(i) for i in range(30)],
+        "modality": ["image"] * 15 + ["text"] * 15, "text": [""] * 15 + [f"t{i}" for i in range(15)],
+    })
+    folder = tmp_path / "emb"
+    ds.save_to_disk(str(folder))
+    meta = {"backbone": "openai/clip-vit-base-patch32", "site": "image_embeds", "dim": 8, "dtype": "float32",
+            "count": 30}
+    (folder / "cedar_metadata.json").write_text(json.dumps(meta))
+    hub.push_embeddings_to_hub(str(folder), "user/emb", token=TOKEN, private=False, source="user/coco")
+    assert pushed["repo_id"] == "user/emb" and pushed["rows"] == 30 and pushed["token"] == TOKEN
+    (upload,) = fake_hub["upload_folder"]
+    assert upload["repo_type"] == "dataset"
+    files = {p.name for p in fake_hub["uploaded"].iterdir()}
+    assert files == {"README.md", "cedar_metadata.json"}
+    text = (fake_hub["uploaded"] / "README.md").read_text()
+    assert not re.search(r"{{|}}|{%|%}", text)
+    data = DatasetCard(text).data.to_dict()
+    assert data["source_datasets"] == ["user/coco"] and data["size_categories"] == ["n<1K"]
+    assert {"cedar-hf", "embeddings", "image", "text"} <= set(data["tags"])
+    assert "| Rows | 30 |" in text and "| Embedding dimension | 8 |" in text
+
+
+def test_packaged_card_templates_match_the_repository_ones():
+    top = Path(__file__).resolve().parents[1] / "model_cards"
+    packaged = Path(cedar_hf.__file__).parent / "resources" / "model_cards"
+    names = sorted(p.name for p in top.glob("*.md"))
+    assert names == ["dataset_card.md", "dictionary_card.md"]
+    for name in names:  # the wheel ships the copies: keep them identical (cp model_cards/*.md cedar_hf/resources/model_cards/)
+        assert (top / name).read_text() == (packaged / name).read_text(), name
