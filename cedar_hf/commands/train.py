@@ -1,0 +1,182 @@
+"""`cedar-hf train`: train CEDAR or an SAE on an embedding dataset (Accelerate; resumable; seeds; mixtures).
+
+Every `TrainingArgs` field is an option (parsed by transformers' `HfArgumentParser`, so `--help` lists them all
+with their help). Multi-process: `accelerate launch -m cedar_hf.cli train ...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+import json
+import os
+from typing import Optional
+
+import typer
+
+DESCRIPTION = (
+    "Train a dictionary (CEDAR or an SAE) on embeddings saved by `cedar-hf extract` (a datasets folder). "
+    "Devices, processes and mixed precision come from `accelerate config`; for several processes run "
+    "`accelerate launch -m cedar_hf.cli train ...`. Examples:\n"
+    "  cedar-hf train --data emb/ --architecture cedar --config k=10 parametrization=cayley --max_steps 5000\n"
+    "  cedar-hf train --data emb/ --architecture topk --config k=64 expansion_factor=8 --output_dir topk\n"
+    "  cedar-hf train --data emb/ --seeds 0 1 2 --mixture image=1,text=3 --output_dir stability\n"
+    "  cedar-hf train --data emb/ --output_dir run --resume latest"
+)
+ALIASES = {"relu": "relu_sae", "topk": "topk_sae", "batchtopk": "batchtopk_sae", "jumprelu": "jumprelu_sae",
+           "matryoshka": "matryoshka_sae", "msae": "matryoshka_sae"}
+
+
+@dataclass
+class TrainCommandArgs:
+    """Options of `cedar-hf train` beyond `TrainingArgs`."""
+
+    data: str = field(metadata={"help": "Training embeddings: a folder written by datasets' save_to_disk "
+                                        "(e.g. by `cedar-hf extract`), read memory-mapped."})
+    architecture: str = field(
+        default="cedar",
+        metadata={"help": "cedar, relu, topk, batchtopk, jumprelu, matryoshka, or any registered model_type "
+                          "(e.g. semi_nmf, no_rotation)."},
+    )
+    config: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Model config overrides as key=value (values parsed as JSON), e.g. --config k=16 "
+                          "parametrization=cayley, or --config expansion_factor=8 k=64. d_in comes from the data."},
+    )
+    init_from: Optional[str] = field(
+        default=None, metadata={"help": "Start from this pretrained dictionary folder instead of a fresh model."}
+    )
+    eval_data: Optional[str] = field(
+        default=None, metadata={"help": "Held-out embeddings (a save_to_disk folder) for FVU / L0 / dead latents."}
+    )
+    eval_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Without --eval_data: hold out this share of the training rows for evaluation "
+                          "(a fixed split, the same for every seed)."},
+    )
+    seeds: Optional[list[int]] = field(
+        default=None,
+        metadata={"help": "Train one model per seed (e.g. --seeds 0 1 2), each into output_dir/seed-<s>, for "
+                          "stability studies; overrides --seed."},
+    )
+
+
+def resolve_architecture(name: str) -> str:
+    """A model_type of `cedar_hf.DICTIONARY_CLASSES` from a name or short alias."""
+    import cedar_hf
+
+    known = cedar_hf.DICTIONARY_CLASSES
+    normalized = name.strip().lower().replace("-", "_")
+    for candidate in (normalized, ALIASES.get(normalized), f"{normalized}_sae"):
+        if candidate in known:
+            return candidate
+    choices = sorted(set(known) | {alias for alias, target in ALIASES.items() if target in known})
+    raise ValueError(f"architecture={name!r} is not known; choose from {choices}")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`["k=16", "parametrization=cayley"]` -> `{"k": 16, "parametrization": "cayley"}`."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"config override {item!r} must look like key=value")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def build_dictionary(command: "TrainCommandArgs", d_in: int, seed: int):
+    """A fresh model of the chosen architecture (initialised under `seed`), or the `--init_from` one."""
+    import torch
+
+    import cedar_hf
+
+    model_type = resolve_architecture(command.architecture)
+    config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
+    overrides = parse_overrides(command.config)
+    torch.manual_seed(seed)
+    if command.init_from:
+        model = model_class.from_pretrained(command.init_from)
+        for key, value in overrides.items():
+            setattr(model.config, key, value)
+        return model
+    return model_class(config_class(**{"d_in": d_in, **overrides}))
+
+
+def split_eval(dataset, fraction: float, seed: int = 0):
+    """(train, eval) subsets of a dataset, a seeded split; only index mappings are held in memory."""
+    import numpy as np
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"eval_fraction={fraction} must be in (0, 1)")
+    order = np.random.default_rng([seed, 31337]).permutation(len(dataset))
+    n_eval = max(1, int(round(fraction * len(dataset))))
+    return (dataset.select(np.sort(order[n_eval:]).tolist(), keep_in_memory=True),
+            dataset.select(np.sort(order[:n_eval]).tolist(), keep_in_memory=True))
+
+
+def run(command: TrainCommandArgs, args) -> list[str]:
+    """Train one model per seed; returns the output folders."""
+    from cedar_hf.training import TrainingArgs, train
+    from cedar_hf.training.data import EmbeddingStream, load_dataset_any
+
+    dataset = load_dataset_any(command.data)
+    eval_dataset = load_dataset_any(command.eval_data) if command.eval_data else None
+    if eval_dataset is None and command.eval_fraction > 0:
+        dataset, eval_dataset = split_eval(dataset, command.eval_fraction)
+    d_in = EmbeddingStream(dataset, args.embedding_column).dim
+    seeds = command.seeds or [args.seed]
+    outputs = []
+    for seed in seeds:
+        run_args: TrainingArgs = replace(args, seed=seed)
+        if command.seeds:
+            run_args = replace(run_args, output_dir=os.path.join(args.output_dir, f"seed-{seed}"))
+        model = build_dictionary(command, d_in, seed)
+        train(model, dataset, run_args, eval_dataset=eval_dataset)
+        outputs.append(run_args.output_dir)
+        _report(run_args.output_dir)
+    return outputs
+
+
+def _report(output_dir: str) -> None:
+    path = os.path.join(output_dir, "metrics.json")
+    if os.path.isfile(path) and int(os.environ.get("RANK", "0")) == 0:
+        with open(path) as f:
+            metrics = json.load(f)
+        shown = {k: round(v, 5) for k, v in metrics.items() if isinstance(v, float) and "/" in k}
+        typer.echo(f"saved {output_dir}: {shown}")
+
+
+def parse(argv: list[str]):
+    from transformers import HfArgumentParser
+
+    from cedar_hf.training import TrainingArgs
+
+    parser = HfArgumentParser((TrainCommandArgs, TrainingArgs), prog="cedar-hf train", description=DESCRIPTION)
+    import argparse
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    command, args = parser.parse_args_into_dataclasses(args=argv)
+    return command, args
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "train",
+        help="Train CEDAR or an SAE on an embedding dataset (Accelerate; --resume; --seeds; --mixture). "
+             "Run `cedar-hf train --help` for every option.",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+        add_help_option=False,
+    )
+    def train_command(ctx: typer.Context) -> None:
+        try:
+            command, args = parse(list(ctx.args))
+            run(command, args)
+        except ValueError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(code=2)
+
+
+__all__ = ["TrainCommandArgs", "build_dictionary", "parse", "register", "resolve_architecture", "run"]

@@ -1,0 +1,168 @@
+"""`TrainingArgs`: every setting of a training run, saved as `training_args.json` beside every checkpoint.
+
+Devices, number of processes and mixed precision are not here: `accelerate config` / `accelerate launch`
+decide them, so one command runs unchanged on a laptop, on a CPU pair over gloo or on several GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+import json
+import os
+from typing import Any, Optional
+
+LR_SCHEDULES = ("msae", "constant", "linear", "cosine")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "trackio", "all", "none")
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass
+class TrainingArgs:
+    """Settings of one training run (CEDAR or any SAE). Every field is also a `cedar-hf train` option."""
+
+    output_dir: str = field(
+        default="cedar-run",
+        metadata=_help("Folder for the final model (save_pretrained), training_args.json, metrics.json, "
+                       "checkpoints/ and tracker logs/."),
+    )
+    batch_size: int = field(
+        default=1024,
+        metadata=_help("GLOBAL batch: rows per optimiser step summed over all processes (each process reads "
+                       "batch_size / num_processes rows). Token datasets: rows, each holding all its tokens."),
+    )
+    learning_rate: float = field(default=1e-3, metadata=_help("Peak learning rate (Adam)."))
+    adam_beta1: float = field(default=0.9, metadata=_help("Adam β1."))
+    adam_beta2: float = field(default=0.999, metadata=_help("Adam β2."))
+    weight_decay: float = field(default=0.0, metadata=_help("Decoupled weight decay (AdamW); 0 is plain Adam."))
+    max_steps: Optional[int] = field(
+        default=None,
+        metadata=_help("Total optimiser steps; overrides num_epochs. The LR schedule is laid out over it."),
+    )
+    num_epochs: float = field(
+        default=1.0, metadata=_help("Passes over the training rows when max_steps is not given (may be fractional).")
+    )
+    warmup_steps: int = field(default=0, metadata=_help("Linear learning-rate warm-up from 0 over this many steps."))
+    lr_schedule: str = field(
+        default="msae",
+        metadata=_help("After warm-up: 'msae' = constant, then linear decay to 0 over the last decay_fraction of "
+                       "the steps (as MSAE does); 'constant'; 'linear' = linear decay to 0; 'cosine'.",
+                       choices=list(LR_SCHEDULES)),
+    )
+    decay_fraction: float = field(
+        default=0.2, metadata=_help("Share of the steps at the end over which the 'msae' schedule decays to 0.")
+    )
+    max_grad_norm: Optional[float] = field(
+        default=None, metadata=_help("Clip the global gradient norm to this value; unset: no clipping.")
+    )
+    seed: int = field(default=0, metadata=_help("Seed of the initialisation, the per-epoch shuffles and CEDAR's k draws."))
+    curriculum_steps: Optional[int] = field(
+        default=None,
+        metadata=_help("CEDAR only: τ, steps over which k goes linearly from d_in to config.k; unset: the model "
+                       "config's curriculum_steps."),
+    )
+    statistics_rows: Optional[int] = field(
+        default=None,
+        metadata=_help("Rows used for the normalisation statistics (CEDAR's mean b, the SAE mean and scale), an "
+                       "evenly spaced subset; unset: an exact streamed pass over every row (and every token)."),
+    )
+    save_steps: Optional[int] = field(
+        default=None,
+        metadata=_help("Save a resumable checkpoint (Accelerate save_state) every this many steps; one is always "
+                       "saved at the end."),
+    )
+    save_total_limit: Optional[int] = field(
+        default=2, metadata=_help("Keep only the newest this-many checkpoints; unset keeps all.")
+    )
+    resume_from_checkpoint: Optional[str] = field(
+        default=None,
+        metadata=_help("Continue a run exactly from a checkpoint folder, or 'latest' for the newest one in "
+                       "output_dir/checkpoints.", aliases=["--resume"]),
+    )
+    stop_after_steps: Optional[int] = field(
+        default=None,
+        metadata=_help("End this invocation after this global step, with a checkpoint, without changing the "
+                       "schedule (for time-limited jobs); continue with --resume latest."),
+    )
+    eval_steps: Optional[int] = field(
+        default=None,
+        metadata=_help("Measure held-out FVU, L0 and the dead-latent fraction every this many steps (and at the "
+                       "end) when an evaluation set is given."),
+    )
+    eval_batch_size: int = field(default=4096, metadata=_help("Rows per batch during evaluation."))
+    eval_max_rows: Optional[int] = field(
+        default=None, metadata=_help("Evaluate on at most this many held-out rows (the first ones).")
+    )
+    logging_steps: int = field(default=10, metadata=_help("Send training loss, FVU, L0 and LR to trackers every this many steps."))
+    report_to: str = field(
+        default="tensorboard",
+        metadata=_help("Accelerate tracker(s), comma-separated (tensorboard, wandb, ...), or 'none'. Logs go to "
+                       "output_dir/logs."),
+    )
+    mixture: Optional[str] = field(
+        default=None,
+        metadata=_help("Train on a modality mixture drawn from the dataset's 'modality' column, e.g. "
+                       "'image=1,text=3' (image:text = 1:3): the scarcest modality is used whole, the others "
+                       "subsampled with the seed. Unset: every row."),
+    )
+    embedding_column: str = field(default="embedding", metadata=_help("Dataset column holding the embeddings."))
+    disable_tqdm: bool = field(default=False, metadata=_help("Hide the progress bar."))
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_batch_size", "logging_steps"):
+            _check_positive(name, getattr(self, name))
+        for name in ("max_steps", "save_steps", "eval_steps", "stop_after_steps", "statistics_rows",
+                     "save_total_limit", "eval_max_rows"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
+        if self.curriculum_steps is not None and self.curriculum_steps < 0:
+            raise ValueError(f"curriculum_steps={self.curriculum_steps} must be >= 0")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 0")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
+        if self.max_steps is None and not self.num_epochs > 0:
+            raise ValueError(f"num_epochs={self.num_epochs} must be > 0 when max_steps is not given")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r} must be one of {LR_SCHEDULES}")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction={self.decay_fraction} must be in [0, 1]")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0")
+        if self.mixture is not None:
+            from .data import parse_mixture
+
+            parse_mixture(self.mixture)
+        unknown = [t for t in self.trackers if t not in TRACKERS]
+        if unknown:
+            raise ValueError(f"report_to={self.report_to!r}: unknown tracker(s) {unknown}; choose from {TRACKERS}")
+
+    @property
+    def trackers(self) -> list[str]:
+        """`report_to` as a list; empty for 'none'."""
+        names = [t.strip() for t in str(self.report_to).split(",") if t.strip()]
+        return [] if names in ([], ["none"]) else names
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "TrainingArgs":
+        with open(path) as f:
+            values = json.load(f)
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+__all__ = ["LR_SCHEDULES", "TrainingArgs"]

@@ -1,0 +1,286 @@
+"""`cedar_hf.train`: the Accelerate training loop shared by CEDAR and every SAE.
+
+The batch of global step t is a pure function of (seed, t): rows `order[epoch][i·B:(i+1)·B]`, split into one
+contiguous chunk per process. With the optimiser, scheduler and RNG states restored by `load_state` and the
+step in the trainer state, `--resume` reproduces an uninterrupted run exactly, and N processes see the same
+global batches as one.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+import json
+import math
+import os
+import time
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .args import TrainingArgs
+from .checkpoint import TrainerState, check_checkpoint_matches, resolve_checkpoint, save_checkpoint
+from .data import EmbeddingStream, dataset_folder, load_dataset_any, mixture_rows, read_dataset_metadata
+from .evaluate import evaluate_stream
+from .recipes import Recipe, lr_multiplier, select_recipe
+
+
+def iter_train_batches(stream: EmbeddingStream, batch_size: int, seed: int, start: int, end: int,
+                       rank: int = 0, world: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
+    """`(step, this process's tokens (b, d))` for steps `start..end-1`; the next batch is read in a thread."""
+    steps_per_epoch = len(stream) // batch_size
+    local = batch_size // world
+    order_cache: dict[int, np.ndarray] = {}
+
+    def read(step: int) -> torch.Tensor:
+        epoch, within = divmod(step, steps_per_epoch)
+        if epoch not in order_cache:
+            order_cache.clear()
+            order_cache[epoch] = stream.epoch_order(seed, epoch)
+        rows = order_cache[epoch][within * batch_size : (within + 1) * batch_size]
+        mine = np.sort(rows[rank * local : (rank + 1) * local])  # sorted: sequential reads of the memory map
+        return torch.from_numpy(stream.read(mine)).reshape(-1, stream.dim)
+
+    if start >= end:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, start)
+        for step in range(start, end):
+            batch = pending.result()
+            if step + 1 < end:
+                pending = pool.submit(read, step + 1)
+            yield step, batch
+
+
+def _check_streams(model, stream: EmbeddingStream, eval_stream: Optional[EmbeddingStream], args: TrainingArgs,
+                   world: int) -> int:
+    """Validate sizes; returns the total number of optimiser steps."""
+    d_in = model.config.d_in
+    for name, s in (("training", stream), ("evaluation", eval_stream)):
+        if s is not None and s.dim != d_in:
+            raise ValueError(
+                f"the {name} embeddings are {s.dim}-d (rows of shape {s.row_shape}) but the model has d_in={d_in}"
+            )
+    if args.batch_size % world:
+        raise ValueError(f"batch_size={args.batch_size} (global) must be divisible by the {world} processes")
+    steps_per_epoch = len(stream) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set has {len(stream)} rows, fewer than batch_size={args.batch_size}")
+    return args.max_steps or max(1, math.ceil(args.num_epochs * steps_per_epoch))
+
+
+def _record_provenance(model, dataset, stream: EmbeddingStream, args: TrainingArgs, total_steps: int) -> None:
+    metadata = read_dataset_metadata(dataset)
+    config = model.config
+    config.backbone = config.backbone or metadata.get("backbone")
+    config.embedding_site = config.embedding_site or metadata.get("site") or metadata.get("embedding_site")
+    folder = dataset_folder(dataset)
+    config.training_data = {
+        "dataset": metadata.get("dataset") or folder or "in-memory datasets.Dataset",
+        "path": folder,
+        "column": args.embedding_column,
+        "rows": len(stream),
+        "tokens": len(stream) * stream.tokens_per_row,
+        "mixture": args.mixture,
+        "seed": args.seed,
+        "steps": total_steps,
+        "batch_size": args.batch_size,
+    }
+
+
+def _make_accelerator(args: TrainingArgs):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    trackers = args.trackers
+    project = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs"))
+    # Accelerate only forms a gloo process group on a machine without an accelerator when told `cpu=True`;
+    # without it, `accelerate launch --num_processes 2` there runs two independent single-process trainings.
+    accelerator_available = getattr(torch, "accelerator", None) is not None and torch.accelerator.is_available()
+    return Accelerator(log_with=trackers or None, project_config=project, cpu=not accelerator_available)
+
+
+def _tracker_config(args: TrainingArgs, model) -> dict:
+    values = {**args.to_dict(), "model_type": model.config.model_type, "d_in": model.config.d_in,
+              "n_latents": model.config.n_latents, "k": model.config.k}
+    return {key: (value if isinstance(value, (int, float, str, bool)) else str(value)) for key, value in values.items()}
+
+
+def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_dataset=None):
+    """
+    Train a dictionary (CEDAR or any SAE) on embeddings and save it to `args.output_dir`.
+
+    Args:
+        model: a cedar-hf dictionary (`DictionaryPreTrainedModel`), freshly built or pretrained.
+        train_dataset: a `datasets.Dataset` with an `embedding` column (vectors `(d,)` or token matrices
+            `(N, d)`), or the path of one saved with `save_to_disk` (read memory-mapped, never loaded whole).
+        args: a [`TrainingArgs`]; defaults to `TrainingArgs()`.
+        eval_dataset: held-out embeddings (same forms) for FVU / L0 / dead-latent evaluation.
+
+    Returns:
+        The trained, unwrapped model (also saved with `save_pretrained`, beside `training_args.json` and
+        `metrics.json`). A model with a callable `fit_embeddings(dataset, args)` is fitted by it instead.
+    """
+    args = args or TrainingArgs()
+    dataset = load_dataset_any(train_dataset)
+    rows = mixture_rows(dataset, args.mixture, args.seed) if args.mixture else None
+    stream = EmbeddingStream(dataset, args.embedding_column, rows)
+    eval_stream = EmbeddingStream(eval_dataset, args.embedding_column) if eval_dataset is not None else None
+    if callable(getattr(model, "fit_embeddings", None)):
+        return _fit_without_gradients(model, dataset, stream, eval_stream, args)
+    accelerator = _make_accelerator(args)
+    total_steps = _check_streams(model, stream, eval_stream, args, accelerator.num_processes)
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is not None:
+        check_checkpoint_matches(checkpoint, model)
+    _record_provenance(model, dataset, stream, args, total_steps)
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    recipe = select_recipe(model, args)
+    state = TrainerState()
+    if checkpoint is None:  # a resumed run gets its statistics (buffers) back from the checkpoint
+        state.statistics = {"recipe": recipe.name, **recipe.prepare(model, stream)}
+        state.statistics["train_mean"] = _train_mean(model, stream, args)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:  # e.g. a fixed basis: statistics are all there is to fit
+        accelerator.end_training()
+        return _finish(model, args, eval_stream, state, {"note": "no trainable parameters"})
+
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                  weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
+        step, total_steps, args.warmup_steps, args.lr_schedule, args.decay_fraction))
+    # The scheduler is stepped by hand (not prepared) so it advances once per global step on any process count.
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler, state)
+    if checkpoint is not None:
+        accelerator.load_state(checkpoint)
+    if accelerator.is_main_process:
+        args.to_json_file(os.path.join(args.output_dir, "training_args.json"))
+    accelerator.init_trackers("cedar-hf", config=_tracker_config(args, model))
+
+    end = min(total_steps, args.stop_after_steps or total_steps)
+    summary = _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe, state, stream, eval_stream,
+                         args, end, total_steps)
+    if not (args.save_steps and state.step % args.save_steps == 0):  # else it was just saved
+        save_checkpoint(accelerator, model, args, args.output_dir, state.step)
+    accelerator.end_training()
+    if state.step < total_steps:  # stopped early on purpose: only the checkpoint
+        return model
+    if not accelerator.is_main_process:
+        return model
+    return _finish(model, args, eval_stream, state, summary)
+
+
+def _train_mean(model, stream: EmbeddingStream, args: TrainingArgs) -> list[float]:
+    """The training mean used as μ of the held-out FVU (the model's own b / mean when it has one)."""
+    for name in ("b", "mean"):
+        value = getattr(model, name, None)
+        if isinstance(value, torch.Tensor) and value.shape == (model.config.d_in,):
+            return value.detach().float().cpu().tolist()
+    from .data import compute_mean
+
+    return compute_mean(stream, args.statistics_rows).tolist()
+
+
+def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe, state: TrainerState,
+               stream: EmbeddingStream, eval_stream, args: TrainingArgs, end: int, total_steps: int) -> dict:
+    """The gradient steps from `state.step` to `end`; returns the last logged training metrics."""
+    bar = tqdm(total=total_steps, initial=state.step, desc="training", dynamic_ncols=True,
+               disable=args.disable_tqdm or not accelerator.is_local_main_process)
+    model.train()
+    started, start_step, logged = time.perf_counter(), state.step, {}
+    batches = iter_train_batches(stream, args.batch_size, args.seed, state.step, end,
+                                 accelerator.process_index, accelerator.num_processes)
+    for step, x in batches:
+        k = recipe.k_for_step(model, step)
+        with accelerator.autocast():
+            out = wrapped(x.to(accelerator.device), k=k) if k is not None else wrapped(x.to(accelerator.device))
+        accelerator.backward(out.loss)
+        recipe.before_optimizer_step(model)
+        if args.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        recipe.after_optimizer_step(model)
+        state.step = step + 1
+        bar.update(1)
+        if state.step % args.logging_steps == 0 or state.step == end:
+            logged = _log_training(accelerator, model, recipe, out, k, scheduler, state.step)
+            bar.set_postfix(loss=f"{logged['train/loss']:.4g}", fvu=f"{logged['train/fvu']:.4f}",
+                            K=f"{logged['train/l0']:.1f}", lr=f"{logged['train/lr']:.2e}")
+        if eval_stream is not None and args.eval_steps and state.step % args.eval_steps == 0:
+            _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)
+        if args.save_steps and state.step % args.save_steps == 0:
+            save_checkpoint(accelerator, model, args, args.output_dir, state.step)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    rows = (state.step - start_step) * args.batch_size
+    return {**logged, "train/runtime_s": elapsed, "train/samples_per_second": rows / elapsed if elapsed else 0.0}
+
+
+def _log_training(accelerator, model, recipe: Recipe, out, k, scheduler, step: int) -> dict:
+    values = torch.stack([out.loss.detach().float(), out.fvu.float(), out.l0.float()])
+    values = accelerator.reduce(values, reduction="mean")  # every process takes part in the collective
+    logged = {"train/loss": float(values[0]), "train/fvu": float(values[1]), "train/l0": float(values[2]),
+              "train/lr": float(scheduler.get_last_lr()[0])}
+    if k is not None:
+        logged["train/k"] = float(k)
+    dead = recipe.dead_fraction(model)
+    if dead is not None:
+        logged["train/dead_fraction"] = dead
+    accelerator.log(logged, step=step)
+    return logged
+
+
+def _evaluate_and_log(accelerator, model, recipe: Recipe, eval_stream, state: TrainerState, args) -> dict:
+    metrics = {}
+    if accelerator.is_main_process:
+        mean = torch.tensor(state.statistics["train_mean"])
+        result = evaluate_stream(model, eval_stream, mean, args.eval_batch_size, args.eval_max_rows)
+        metrics = {f"eval/{key}": value for key, value in result.items()}
+        dead = recipe.dead_fraction(model)
+        if dead is not None:
+            metrics["eval/dead_fraction"] = dead
+        state.history.append({"step": state.step, **metrics})
+        accelerator.log(metrics, step=state.step)
+    return metrics
+
+
+def _finish(model, args: TrainingArgs, eval_stream, state: TrainerState, summary: dict) -> "torch.nn.Module":
+    """Final evaluation and `save_pretrained` + `training_args.json` + `metrics.json` in `output_dir`."""
+    metrics = {"step": state.step, **{k: v for k, v in summary.items()}}
+    if eval_stream is not None and state.statistics.get("train_mean") is not None:
+        mean = torch.tensor(state.statistics["train_mean"])
+        result = evaluate_stream(model, eval_stream, mean, args.eval_batch_size, args.eval_max_rows)
+        metrics.update({f"eval/{key}": value for key, value in result.items()})
+    dead = getattr(model, "dead_latents", None)
+    if isinstance(dead, torch.Tensor):
+        metrics["eval/dead_fraction"] = float(dead.float().mean())
+    metrics["statistics"] = {k: v for k, v in state.statistics.items() if k != "train_mean"}
+    metrics["history"] = state.history
+    os.makedirs(args.output_dir, exist_ok=True)
+    model.save_pretrained(args.output_dir)
+    args.to_json_file(os.path.join(args.output_dir, "training_args.json"))
+    with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    return model
+
+
+def _fit_without_gradients(model, dataset, stream, eval_stream, args: TrainingArgs):
+    """Models fitted by their own algorithm (Semi-NMF): `model.fit_embeddings(dataset, args)`, then saved."""
+    for name, s in (("training", stream), ("evaluation", eval_stream)):
+        if s is not None and s.dim != model.config.d_in:
+            raise ValueError(f"the {name} embeddings are {s.dim}-d but the model has d_in={model.config.d_in}")
+    _record_provenance(model, dataset, stream, args, total_steps=0)
+    subset = dataset if args.mixture is None else dataset.select(stream.rows.tolist(), keep_in_memory=True)
+    started = time.perf_counter()
+    model.fit_embeddings(subset, args)
+    state = TrainerState()
+    state.statistics["train_mean"] = _train_mean(model, stream, args)
+    return _finish(model, args, eval_stream, state, {"train/runtime_s": time.perf_counter() - started})
+
+
+__all__ = ["iter_train_batches", "train"]
