@@ -197,3 +197,45 @@ def test_fit_embeddings_hook_replaces_the_gradient_loop(tmp_path):
     train(model, _dataset(z), _args(tmp_path))
     assert calls == [512] and torch.equal(model.b, torch.ones(16))
     assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_cli_help_explains_every_training_option():
+    from dataclasses import fields
+
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for field in fields(TrainingArgs):
+        assert f"--{field.name}" in text, field.name
+        assert " ".join(field.metadata["help"].split())[:40] in text, field.name
+    for option in ("--data", "--architecture", "--config", "--seeds", "--resume", "--mixture", "--eval_fraction"):
+        assert option in text
+
+
+def test_cli_trains_one_model_per_seed_with_a_mixture(tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    z, _, _ = planted_sparse(1200, 16, 3, seed=7)
+    modality = ["image" if i % 3 == 0 else "text" for i in range(1200)]
+    _dataset(z, modality=modality).save_to_disk(str(tmp_path / "data"))
+    out = tmp_path / "stability"
+    result = CliRunner().invoke(app, [
+        "train", "--data", str(tmp_path / "data"), "--architecture", "topk", "--config", "k=4", "expansion_factor=2",
+        "--seeds", "0", "1", "--mixture", "image=1,text=1", "--eval_fraction", "0.2", "--max_steps", "5",
+        "--batch_size", "128", "--output_dir", str(out), "--report_to", "none", "--disable_tqdm"])
+    assert result.exit_code == 0, result.output
+    models = [cedar_hf.TopKSAE.from_pretrained(out / f"seed-{seed}") for seed in (0, 1)]
+    assert [m.config.n_latents for m in models] == [32, 32] and [m.config.k for m in models] == [4, 4]
+    assert not torch.allclose(models[0].W_dec, models[1].W_dec)  # different seeds, different dictionaries
+    for seed, m in zip((0, 1), models):
+        assert m.config.training_data["seed"] == seed and m.config.training_data["mixture"] == "image=1,text=1"
+        assert json.loads((out / f"seed-{seed}" / "metrics.json").read_text())["eval/fvu"] > 0
+
+    bad = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "data"), "--architecture", "pca"])
+    assert bad.exit_code == 2 and "architecture='pca' is not known" in bad.output
