@@ -64,13 +64,11 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
     Returns:
         The saved dataset, loaded back (memory-mapped).
     """
-    from accelerate import PartialState
-
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r} must be 'skip' or 'raise'")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size={shard_size!r} must be a positive integer")
-    state = PartialState()
+    state = process_state()
     output = Path(output_dir)
     partial = output.with_name(output.name + ".partial")
     if overwrite and state.is_main_process:
@@ -103,6 +101,25 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
         _merge(partial, output, n_shards, plan, backbone, site, dim, modality, src)
     state.wait_for_everyone()
     return load_embeddings(output)
+
+
+def process_state():
+    """Accelerate's `PartialState`: under `accelerate launch`/`torchrun` this process's rank and share.
+
+    Accelerate forms a gloo process group on a machine without an accelerator only when told `cpu=True`
+    (otherwise each launched process would think it is alone and embed everything)."""
+    from accelerate import PartialState
+
+    available = getattr(torch, "accelerator", None) is not None and torch.accelerator.is_available()
+    state = PartialState(cpu=not available)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and state.num_processes != world_size:
+        raise RuntimeError(
+            f"launched as {world_size} processes but accelerate's state says {state.num_processes}: a PartialState/"
+            "Accelerator was created before without cpu=True on a machine without GPUs; create it with cpu=True "
+            "(or call cedar_hf.data.process_state() first)"
+        )
+    return state
 
 
 def _shard_dir(partial: Path, index: int) -> Path:

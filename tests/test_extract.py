@@ -198,3 +198,40 @@ def test_blip_vision_tokens_extraction(tmp_path):
     dataset = extract_embeddings(backbone, folder, tmp_path / "emb", site="vision_tokens")
     assert "label" not in dataset.column_names
     torch.testing.assert_close(embeddings_tensor(dataset), direct(backbone, folder, dataset["id"], "vision_tokens"))
+
+
+ACCELERATE_SCRIPT = """
+import json, sys
+from cedar_hf.data import extract_embeddings, process_state
+import cedar_hf
+state = process_state()
+backbone = cedar_hf.load_backbone({model!r}, device=state.device)
+original, seen = backbone.embed_images, []
+def counting(images, **kwargs):
+    seen.append(len(images))
+    return original(images, **kwargs)
+backbone.embed_images = counting
+dataset = extract_embeddings(backbone, {folder!r}, {out!r}, shard_size=2, batch_size=2)
+print("RESULT " + json.dumps({{"rank": state.process_index, "world": state.num_processes,
+                               "embedded": sum(seen), "rows": len(dataset)}}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_accelerate_two_processes_share_the_work_and_merge(clip, folder, tmp_path):
+    out = tmp_path / "emb"
+    script = tmp_path / "run.py"
+    script.write_text(ACCELERATE_SCRIPT.format(model=clip.name_or_path, folder=str(folder), out=str(out)))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = sorted((json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("RESULT ")),
+                     key=lambda r: r["rank"])
+    assert [r["world"] for r in reports] == [2, 2]
+    assert [r["embedded"] for r in reports] == [6, 5]  # shards 0,2,4 (2+2+2 rows) and 1,3,5 (2+2+1 rows)
+    assert all(r["rows"] == 11 for r in reports)
+    dataset = load_embeddings(out)
+    assert len(set(dataset["id"])) == len(dataset) == 11
+    torch.testing.assert_close(embeddings_tensor(dataset), direct(clip, folder, dataset["id"]))

@@ -55,15 +55,13 @@ def extract(
     """Embed every image or text of SOURCE with a frozen backbone; save a `datasets` folder with `embedding`, `id`,
     `modality`, `label` / `text` columns and `cedar_metadata.json` (backbone, site, dim, count, mean)."""
     from cedar_hf.backbones import load_backbone
-    from cedar_hf.data import extract_embeddings, read_metadata
+    from cedar_hf.data import extract_embeddings, process_state, read_metadata
 
     if site not in SITES:
         raise typer.BadParameter(f"--site {site!r} must be one of {', '.join(SITES)}")
     if on_error not in ("skip", "raise"):
         raise typer.BadParameter(f"--on-error {on_error!r} must be 'skip' or 'raise'")
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()
     kwargs = {} if normalize is None else {"normalize": normalize}
     model = load_backbone(backbone, device=device or (state.device if state.num_processes > 1 else None),
                           dtype=dtype, **kwargs)
