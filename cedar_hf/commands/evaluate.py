@@ -1,0 +1,124 @@
+"""`cedar-hf evaluate`: the FVU-matched comparison of dictionaries (paper Table 1 and Figure 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+HELP = (
+    "Compare dictionaries at matched reconstruction error (the CEDAR paper's Table 1).\n\n"
+    "For every model, codes with |value| < τ are zeroed and τ is binary-searched until the dataset-level FVU "
+    "(Σ‖x − x̂‖² / Σ‖x − μ‖², μ the training mean) hits each target. Reported there: K (mean non-zero codes), "
+    "IC (mean ln C(n, k)), CS (mean cosine), LP (cross-entropy and accuracy of a linear probe trained on original "
+    "embeddings, scored on reconstructions of held-out data), CKNNA (k = 10) and dead latents. A model that cannot "
+    "reach a target is marked so in the table.\n\n"
+    "Prints the markdown table and writes evaluation.json, table.md, pareto_k_ic.png (K and IC vs FVU) and "
+    "semantic_vs_fvu.png (CKNNA and LP vs FVU) into --output.\n\n"
+    "Example: cedar-hf evaluate --models runs/cedar runs/topk --data val_emb --train-data train_emb "
+    "--targets 0.25 0.30 0.35 --output eval/"
+)
+
+
+def _split_extras(models: List[str], targets: List[float], extras: List[str]) -> tuple[list[str], list[float]]:
+    """`--models A B C --targets 0.25 0.3`: click hands the values after the first one over as extra arguments;
+    numbers go to the targets, everything else to the models (repeating the options works too)."""
+    models, targets = list(models), list(targets)
+    for token in extras:
+        if token.startswith("-"):
+            raise typer.BadParameter(f"unknown option {token!r}")
+        try:
+            value = float(token)
+        except ValueError:
+            models.append(token)
+            continue
+        if Path(token).exists():
+            models.append(token)
+        else:
+            targets.append(value)
+    return models, targets
+
+
+def load_dictionary(path: str):
+    """A dictionary saved with `save_pretrained` (any cedar-hf architecture), in eval mode."""
+    from transformers import AutoModel
+
+    import cedar_hf  # noqa: F401  (registers the dictionary classes with AutoModel)
+
+    model = AutoModel.from_pretrained(path)
+    if not all(hasattr(model, name) for name in ("dense_codes", "decode", "concept_directions")):
+        raise typer.BadParameter(f"{path} loads as a {type(model).__name__}, not a cedar-hf dictionary")
+    return model.eval()
+
+
+def _labels(dataset, column: Optional[str], n_rows: int):
+    if column is None or dataset is None or column not in dataset.column_names:
+        return None
+    from cedar_hf.evaluation.compare import dataset_labels
+
+    return dataset_labels(dataset, column, n_rows)
+
+
+def evaluate(
+    ctx: typer.Context,
+    models: List[str] = typer.Option(
+        ..., "--models", "-m", help="Dictionary folders (save_pretrained output) or Hub ids: `--models A B C`."
+    ),
+    data: Path = typer.Option(..., "--data", "-d", help="Held-out embedding dataset folder (needs an `embedding` "
+                              "column; from `cedar-hf extract`)."),
+    targets: List[float] = typer.Option(
+        [], "--targets", "-t", help="Target FVUs to match, e.g. `--targets 0.25 0.30 0.35` (the default)."
+    ),
+    train_data: Optional[Path] = typer.Option(
+        None, "--train-data", help="Training embedding dataset: its mean is μ in the FVU and the linear probe is "
+        "trained on it. Without it μ is the evaluation mean and the probe uses half of the evaluation rows."
+    ),
+    labels_column: str = typer.Option("label", help="Column holding class labels for LP (skipped if absent)."),
+    output: Path = typer.Option(Path("evaluation"), "--output", "-o", help="Directory for JSON, markdown, PNGs."),
+    names: Optional[str] = typer.Option(None, help="Comma-separated display names (default: folder names)."),
+    curve: Optional[str] = typer.Option(
+        "0.15,0.20,0.40,0.50", help="Extra comma-separated FVUs for the CKNNA/LP-vs-FVU curves ('' for none)."
+    ),
+    cknna_k: int = typer.Option(10, help="Mutual nearest neighbours in CKNNA (the paper uses 10)."),
+    tolerance: float = typer.Option(0.005, help="A target counts as reached within ± this FVU."),
+    max_rows: Optional[int] = typer.Option(None, help="Evaluate only the first N rows (quick looks)."),
+) -> None:
+    from cedar_hf.evaluation import compare_models, load_dataset, markdown_table, write_report
+    from cedar_hf.evaluation.compare import embedding_matrix
+
+    models, targets = _split_extras(models, targets, ctx.args)
+    targets = sorted(targets) or [0.25, 0.30, 0.35]
+    if any(not 0 < t < 1 for t in targets):
+        raise typer.BadParameter(f"--targets {targets}: every target FVU must be in (0, 1)")
+    display = [n.strip() for n in names.split(",")] if names else [Path(m).name or m for m in models]
+    if len(display) != len(models) or len(set(display)) != len(display):
+        raise typer.BadParameter(f"--names {names!r} must give {len(models)} distinct names")
+    eval_ds = load_dataset(data)
+    if max_rows is not None:
+        eval_ds = eval_ds.select(range(min(max_rows, len(eval_ds))))
+    train_ds = load_dataset(train_data) if train_data is not None else None
+    x_eval = embedding_matrix(eval_ds)
+    x_train = embedding_matrix(train_ds) if train_ds is not None else None
+    eval_labels = _labels(eval_ds, labels_column, x_eval.shape[0])
+    train_labels = _labels(train_ds, labels_column, x_train.shape[0]) if x_train is not None else None
+    if eval_labels is None:
+        typer.echo(f"no {labels_column!r} column in {data}: LP is skipped", err=True)
+    dictionaries = {name: load_dictionary(path) for name, path in zip(display, models)}
+    curve_targets = [float(v) for v in curve.split(",") if v.strip()] if curve else []
+    report = compare_models(dictionaries, x_eval, targets, train_data=x_train, eval_labels=eval_labels,
+                            train_labels=train_labels, curve_targets=curve_targets, cknna_k=cknna_k,
+                            tolerance=tolerance)
+    report["models_paths"] = dict(zip(display, models))
+    report["data"] = str(data)
+    paths = write_report(report, output)
+    typer.echo(markdown_table(report))
+    typer.echo(f"\nwrote {paths['json']}, {paths['markdown']} and {', '.join(str(p) for p in paths['plots'])}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "evaluate",
+        help=HELP,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
+    )(evaluate)

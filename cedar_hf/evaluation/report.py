@@ -1,0 +1,141 @@
+"""Reports of an FVU-matched comparison: the paper's Table 1 as markdown, the JSON, and PNGs (K and IC vs FVU
+as Pareto curves; CKNNA and LP vs FVU, like the paper's Figure 8)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+COLUMNS = (("K", "K ↓", 3), ("IC", "IC ↓", 2), ("CS", "CS ↑", 3), ("LP", "LP ↓", 3), ("LP_accuracy", "LP acc ↑", 3),
+           ("CKNNA", "CKNNA ↑", 3), ("dead_latents", "dead", 0))
+
+
+def _cell(value, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if digits else str(int(value))
+
+
+def markdown_table(report: dict) -> str:
+    """Table 1: one block per target FVU, one row per model; a model that cannot reach a target says so."""
+    has_lp = any("LP" in row for m in report["models"].values() for row in m["matched"])
+    columns = [c for c in COLUMNS if has_lp or not c[0].startswith("LP")]
+    header = "| FVU | Model | " + " | ".join(c[1] for c in columns) + " | FVU reached | τ |"
+    lines = [header, "|" + "---|" * (len(columns) + 4)]
+    for target in report["targets"]:
+        for name, model in report["models"].items():
+            row = next(r for r in model["matched"] if r["target"] == target)
+            if not row["reached"]:
+                note = f"cannot reach FVU {target:.2f} (lowest FVU {row['min_fvu']:.3f} at τ = 0)"
+                lines.append(f"| {target:.2f} | {name} | {note} |" + " |" * (len(columns) - 1) + " – | – |")
+                continue
+            cells = " | ".join(_cell(row.get(key), digits) for key, _, digits in columns)
+            lines.append(f"| {target:.2f} | {name} | {cells} | {row['fvu']:.4f} | {row['tau']:.4g} |")
+    return "\n".join(lines)
+
+
+def native_table(report: dict) -> str:
+    """Each model at its own default sparsity (`model.reconstruct(x)`), before any thresholding."""
+    lines = ["| Model | n_latents | default k | FVU | FVU (MSAE per-sample) | K | IC | CS | CKNNA | dead |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, model in report["models"].items():
+        n = model["native"]
+        lines.append(
+            f"| {name} | {model['n_latents']} | {model['default_k']} | {n['fvu']:.4f} | {n['fvu_per_sample_msae']:.4f}"
+            f" | {n['K']:.2f} | {n['IC']:.2f} | {n['CS']:.3f} | {_cell(n['CKNNA'], 3)} | {n['dead_latents']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=float))
+    return path
+
+
+def _pareto(points: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """Pareto front of `key` vs FVU: at each FVU f, the fewest codes (or least IC) any visited τ needed to reach
+    an FVU ≤ f."""
+    xs, ys, best = [], [], math.inf
+    for p in sorted(points, key=lambda p: p["fvu"]):
+        best = min(best, p[key])
+        xs.append(p["fvu"])
+        ys.append(best)
+    return xs, ys
+
+
+def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, float] = (0.0, 0.8)) -> list[Path]:
+    """Write `pareto_k_ic.png` (K and IC vs FVU) and `semantic_vs_fvu.png` (CKNNA and LP vs FVU)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, model in report["models"].items():
+        sweep = [p for p in model["sweep"] if fvu_range[0] <= p["fvu"] <= fvu_range[1]]
+        for ax, key in zip(axes, ("K", "IC")):
+            if sweep:
+                ax.plot(*_pareto(sweep, key), label=name)
+            reached = [r for r in model["matched"] if r["reached"]]
+            ax.scatter([r["fvu"] for r in reached], [r[key] for r in reached], s=18, zorder=3)
+    for ax, key, label in zip(axes, ("K", "IC"), ("K (mean non-zero codes)", "IC = mean ln C(n, k)")):
+        ax.set_xlabel("FVU (dataset level)")
+        ax.set_ylabel(label)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        for target in report["targets"]:
+            ax.axvline(target, color="grey", lw=0.6, ls=":")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Sparsity vs reconstruction (lower-left is better)")
+    fig.tight_layout()
+    paths.append(output_dir / "pareto_k_ic.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    paths.append(_plot_semantic(report, output_dir / "semantic_vs_fvu.png", plt))
+    return paths
+
+
+def _plot_semantic(report: dict, path: Path, plt) -> Path:
+    keys = [("CKNNA", "CKNNA (k = %d) ↑" % report.get("cknna_k", 10))]
+    if any("LP" in r for m in report["models"].values() for r in m["matched"]):
+        keys.append(("LP", "LP cross-entropy ↓"))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
+    for name, model in report["models"].items():
+        rows = sorted((r for r in model["matched"] + model["curve"] if r["reached"]), key=lambda r: r["fvu"])
+        for ax, (key, _) in zip(axes[0], keys):
+            ax.plot([r["fvu"] for r in rows], [r.get(key) for r in rows], marker="o", ms=4, label=name)
+    for ax, (_, label) in zip(axes[0], keys):
+        ax.set_xlabel("FVU (dataset level)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if "probe_on_original" in report and len(keys) > 1:
+        axes[0][1].axhline(report["probe_on_original"]["cross_entropy"], color="black", lw=0.8, ls="--",
+                           label="original embeddings")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Semantic preservation vs reconstruction error (paper Fig. 8)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict, output_dir: str | Path, title: Optional[str] = None) -> dict:
+    """Write `evaluation.json`, `table.md` and the PNGs into `output_dir`; returns their paths."""
+    output_dir = Path(output_dir)
+    json_path = write_json(report, output_dir / "evaluation.json")
+    text = (f"# {title}\n\n" if title else "") + markdown_table(report) + "\n\nAt each model's default sparsity:\n\n"
+    text += native_table(report) + "\n"
+    md_path = output_dir / "table.md"
+    md_path.write_text(text)
+    pngs = plot_report(report, output_dir)
+    return {"json": json_path, "markdown": md_path, "plots": pngs}
+
+
+__all__ = ["markdown_table", "native_table", "plot_report", "write_json", "write_report"]
