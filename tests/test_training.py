@@ -239,3 +239,20 @@ def test_cli_trains_one_model_per_seed_with_a_mixture(tmp_path):
 
     bad = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "data"), "--architecture", "pca"])
     assert bad.exit_code == 2 and "architecture='pca' is not known" in bad.output
+
+
+def test_tensorboard_receives_training_and_eval_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    z, _, _ = planted_sparse(600, 8, 2)
+    args = _args(tmp_path, report_to="tensorboard", max_steps=6, logging_steps=2, eval_steps=3, batch_size=100)
+    train(build_model("topk_sae", 8, k=2), _dataset(z[:500]), args, eval_dataset=_dataset(z[500:]))
+    event_files = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "run" / "logs") for f in files
+                   if f.startswith("events")]
+    tags = set()
+    for path in event_files:
+        accumulator = EventAccumulator(path)
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/fvu", "train/l0", "train/lr", "train/dead_fraction", "eval/fvu",
+            "eval/dead_fraction"} <= tags

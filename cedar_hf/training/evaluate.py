@@ -19,13 +19,14 @@ def evaluate_stream(model, stream: EmbeddingStream, train_mean: torch.Tensor, ba
     """
     was_training = model.training
     model.eval()
-    mean = train_mean.to(dtype=torch.float64)
+    device = next(iter(model.parameters()), train_mean).device
+    mean = train_mean.to(device=device, dtype=torch.float64)
     error = total = l0 = 0.0
     tokens = 0
     fired = None
     positions = np.arange(min(len(stream), max_rows or len(stream)))
     for block in stream.iter_blocks(batch_rows, positions):
-        x = torch.from_numpy(block).reshape(-1, stream.dim)
+        x = torch.from_numpy(block).reshape(-1, stream.dim).to(device)
         codes = model.encode(x, k=k)
         x_hat = model.decode(codes)
         error += float((x.double() - x_hat.double()).pow(2).sum())

@@ -77,8 +77,8 @@ def _record_provenance(model, dataset, stream: EmbeddingStream, args: TrainingAr
     config.embedding_site = config.embedding_site or metadata.get("site") or metadata.get("embedding_site")
     folder = dataset_folder(dataset)
     config.training_data = {
-        "dataset": metadata.get("dataset") or folder or "in-memory datasets.Dataset",
-        "path": folder,
+        "dataset": folder or "in-memory datasets.Dataset",
+        "source": metadata.get("source"),
         "column": args.embedding_column,
         "rows": len(stream),
         "tokens": len(stream) * stream.tokens_per_row,
