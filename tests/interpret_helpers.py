@@ -70,6 +70,6 @@ def fit_cedar(z: torch.Tensor, k: int, steps: int = 600, curriculum: int = 300, 
 def planted_cedar(d: int = 32, k: int = 3, n: int = 4000, seed: int = 0):
     """A CEDAR trained on data whose atoms are the planted words' centred embeddings."""
     backbone, vocabulary, planted, atoms, mean = planted_word_world(d, seed=seed)
-    z, _, _ = planted_sparse(n, d, k, atoms=atoms, seed=seed)
+    z, _, _ = planted_sparse(n, d, k, atoms=atoms, seed=seed, offset=0.0)
     z = z + mean  # the data live around the words' mean, like real embeddings
     return fit_cedar(z, k), backbone, vocabulary, planted, atoms

@@ -121,7 +121,7 @@ def test_minilm_word_atoms_are_named():
     noise = torch.randn(25, centred.shape[1], generator=g)
     atoms = torch.nn.functional.normalize(centred[planted], dim=-1)
     atoms = atoms + 0.5 * torch.nn.functional.normalize(noise, dim=-1)  # cos(atom, word) ≈ 0.9
-    sae = build_model("topk_sae", d_in=centred.shape[1], n_latents=25, k=4)
+    sae = build_model("topk_sae", d_in=centred.shape[1], n_latents=25, k=4, aux_k=8)
     with torch.no_grad():
         sae.W_dec.copy_(atoms)
     names = name_concepts(sae, vocabulary=vocabulary, vocabulary_embeddings=embeddings)

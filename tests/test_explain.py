@@ -1,0 +1,99 @@
+"""Explanations (terminal table, Figure-3 bar chart) and top-activating examples on planted word data."""
+
+import datasets
+import numpy as np
+from PIL import Image
+import pytest
+import torch
+
+from cedar_hf.interpret import (Explanation, explain, format_top_examples, name_concepts, plot_top_examples,
+                                top_activating)
+
+from builders import planted_sparse
+from interpret_helpers import planted_cedar
+
+
+@pytest.fixture(scope="module")
+def named():
+    torch.manual_seed(0)
+    model, backbone, vocabulary, planted, atoms = planted_cedar(d=32, k=3)
+    name_concepts(model, backbone, vocabulary, progress=False)
+    return model, backbone, planted, atoms
+
+
+def test_explaining_a_text_names_its_planted_concepts(named):
+    model, backbone, planted, _ = named
+    explanation = explain(model, "planted3 planted17", backbone=backbone, k=2)
+    assert isinstance(explanation, Explanation)
+    assert sorted(explanation.names) == ["planted17", "planted3"]  # each named by the end its coefficient points to
+    assert explanation.reconstruction_cosine > 0.95
+    batch = explain(model, ["planted3", "planted5 planted9 planted11"], backbone=backbone, k=3)
+    assert batch[0].names[0] == "planted3" and sorted(batch[1].names) == ["planted11", "planted5", "planted9"]
+
+
+def test_explanation_matches_the_codes_and_renders(named, tmp_path):
+    model, backbone, _, _ = named
+    x = backbone.embed_texts(["planted1 planted2 planted30"])[0]
+    explanation = explain(model, x, k=3)
+    codes = model.encode(x[None], k=3)[0].detach()
+    assert explanation.latents == codes.abs().argsort(descending=True)[:3].tolist()
+    assert explanation.coefficients == pytest.approx([float(codes[i]) for i in explanation.latents])
+    abs_coefs = [abs(c) for c in explanation.coefficients]
+    assert abs_coefs == sorted(abs_coefs, reverse=True)
+    table = str(explanation)
+    assert all(name in table for name in explanation.names) and "cos(x, x̂)" in table
+    path = explanation.plot(tmp_path / "out" / "bars.png")
+    image = np.asarray(Image.open(path))
+    assert image.shape[0] > 100 and image.shape[1] > 300 and image.std() > 10  # a real chart, not a blank canvas
+    assert len(explain(model, torch.stack([x, x]), k=3)) == 2
+    with pytest.raises(ValueError, match="no backbone given"):
+        explain(model.__class__(model.config), "planted1")  # no backbone anywhere
+    with pytest.raises(ValueError, match="expected 1 or 2 dims"):
+        explain(model, torch.zeros(2, 2, 32))
+
+
+def planted_dataset(model, atoms, n=300, k=3):
+    z, _, _ = planted_sparse(n, 32, k, atoms=atoms, seed=5, offset=0.0)
+    z = z + model.b  # around the training mean
+    support = (z - model.b) @ atoms.T  # planted coefficients (atoms orthonormal)
+    texts = [" ".join(f"planted{i}" for i in (row.abs() > 0.5).nonzero().flatten().tolist()) for row in support]
+    ds = datasets.Dataset.from_dict({"embedding": z.tolist(), "id": [f"r{i}" for i in range(n)], "text": texts,
+                                     "modality": ["text"] * n})
+    return ds, support
+
+
+def test_top_activating_examples_carry_the_concept(named, tmp_path):
+    model, _, planted, atoms = named
+    ds, support = planted_dataset(model, atoms)
+    cos = atoms @ model.rotation.detach().T
+    word = 7
+    latent = int(cos[word].abs().argmax())
+    sign = float(torch.sign(cos[word, latent]))
+    top = top_activating(model, ds, latents=[latent], n=5, negative=sign < 0, progress=False)[latent]
+    assert len(top) == 5
+    for entry in top:
+        assert f"planted{word}" in entry["text"].split() and support[entry["row"], word] * sign > 0.5
+    values = [abs(e["value"]) for e in top]
+    assert values == sorted(values, reverse=True)
+    text = format_top_examples({latent: top}, model)
+    assert text.splitlines()[0].startswith("planted7 (latent")
+    assert plot_top_examples({latent: top}, ds, tmp_path / "top.png", model).stat().st_size > 2000
+    default = top_activating(model, ds, n=3, progress=False)
+    assert len(default) == 8 and all(len(v) <= 3 for v in default.values())
+    with pytest.raises(ValueError, match="out of range"):
+        top_activating(model, ds, latents=[99], progress=False)
+
+
+def test_top_examples_image_grid(named, tmp_path):
+    model, _, _, atoms = named
+    ds, _ = planted_dataset(model, atoms, n=40)
+    paths = []
+    for i in range(len(ds)):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.full((16, 16, 3), i * 6, dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    ds = ds.remove_columns("id").add_column("id", paths).remove_columns("text")
+    top = top_activating(model, ds, n=4, progress=False)
+    out = plot_top_examples(top, ds, tmp_path / "grid.png", model)
+    grid = np.asarray(Image.open(out))
+    assert grid.shape[0] > 8 * 50  # one row of images per latent (8 latents)
