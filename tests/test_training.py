@@ -146,10 +146,13 @@ def test_every_architecture_trains_and_reloads(tmp_path, model_type):
     assert torch.allclose(reloaded.reconstruct(z[:8]), model.reconstruct(z[:8]), atol=1e-5)
 
 
-def test_token_dataset_trains_token_wise(tmp_path):
+@pytest.mark.parametrize("feature", ["inferred", "array2d"])
+def test_token_dataset_trains_token_wise(tmp_path, feature):
     z, _, _ = planted_sparse(600 * 5, 16, 3, seed=5)
     tokens = z.reshape(600, 5, 16)  # one (N=5, d) token matrix per row, as BLIP's vision tokens are stored
-    data = datasets.Dataset.from_dict({"embedding": tokens.numpy()})
+    features = datasets.Features({"embedding": datasets.Array2D((5, 16), "float32")}) if feature == "array2d" else None
+    datasets.Dataset.from_dict({"embedding": tokens.numpy()}, features=features).save_to_disk(str(tmp_path / "d"))
+    data = datasets.load_from_disk(str(tmp_path / "d"))
     stream = EmbeddingStream(data)
     assert stream.row_shape == (5, 16) and stream.tokens_per_row == 5
     model = train(build_model("cedar", 16), data, _args(tmp_path, batch_size=64, max_steps=5))
@@ -256,3 +259,12 @@ def test_tensorboard_receives_training_and_eval_scalars(tmp_path):
         tags |= set(accumulator.Tags()["scalars"])
     assert {"train/loss", "train/fvu", "train/l0", "train/lr", "train/dead_fraction", "eval/fvu",
             "eval/dead_fraction"} <= tags
+
+
+def test_a_model_without_trainable_parameters_gets_its_statistics_and_is_saved(tmp_path):
+    z, _, _ = planted_sparse(512, 16, 3)
+    model = build_model("cedar", 16, init_std=0.0)
+    model.A.requires_grad_(False)  # a fixed basis: only the mean is fitted
+    model = train(model, _dataset(z), _args(tmp_path))
+    assert torch.allclose(model.b, z.mean(0), atol=1e-5) and torch.equal(model.A, torch.zeros(16, 16))
+    assert (tmp_path / "run" / "model.safetensors").exists()

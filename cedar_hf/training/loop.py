@@ -145,6 +145,8 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:  # e.g. a fixed basis: statistics are all there is to fit
         accelerator.end_training()
+        if not accelerator.is_main_process:
+            return model
         return _finish(model, args, eval_stream, state, {"note": "no trainable parameters"})
 
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
