@@ -10,8 +10,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .bridge import top_bridge_pairs
-from .codes import compute_codes, embedding_matrix, load_dataset, modality_masks, pair_indices
-from .energy import concept_energy, concepts_for_share, energy_share_curve
+from .codes import compute_codes, directions_of, embedding_matrix, load_dataset, modality_masks, pair_indices
+from .energy import concept_energy, concepts_for_share, default_ns, energy_share_curve
 from .modality import accuracy_histograms, modality_classifier_accuracy, modality_histograms, modality_scores
 from .stability import random_baseline, stability, stability_curve
 
@@ -43,15 +43,24 @@ def _modality_section(dataset, codes, x, energy, model, modalities, bins, progre
     }
 
 
+def _diagonal_bridges(codes_a, codes_b, model, top: int) -> list[dict]:
+    """The strongest self-bridges B_ii = E[z_img_i z_txt_i] (cos(a_i, a_i) = 1 for every non-zero atom)."""
+    alive = np.linalg.norm(directions_of(model), axis=1) > 0
+    diagonal = np.where(alive, np.asarray(codes_a.multiply(codes_b).mean(axis=0)).ravel(), 0.0)
+    order = np.argsort(-diagonal, kind="stable")[:top]
+    return [{"image_concept": int(i), "text_concept": int(i), "score": float(diagonal[i])} for i in order]
+
+
 def _stability_section(model, energy, references, data, batch_size, progress) -> dict:
     atoms = model.concept_directions.detach()
-    section = {"pairs": {}, "chance": random_baseline(atoms.shape[0], atoms.shape[1], samples=1)}
+    ns = default_ns(atoms.shape[0])
+    # chance depends on N (fewer atoms to match, fewer lucky partners): two random Gaussian dictionaries per N
+    chance = {str(n): random_baseline(n, atoms.shape[1], samples=1, seed=n) for n in ns}
+    section = {"pairs": {}, "chance": chance}
     for name, reference in references.items():
         energy_ref = concept_energy(compute_codes(reference, data, batch_size=batch_size, progress=progress))
-        section["pairs"][name] = {
-            "overall": stability(model, reference),
-            "curve": {str(n): v for n, v in stability_curve(model, reference, energy, energy_ref).items()},
-        }
+        curve = stability_curve(model, reference, energy, energy_ref, ns=[n for n in ns if n <= len(energy_ref)])
+        section["pairs"][name] = {"overall": stability(model, reference), "curve": {str(n): v for n, v in curve.items()}}
     return section
 
 
@@ -97,11 +106,12 @@ def analyze_dictionary(
     has_pairs = pairs is not None or "pair_id" in getattr(dataset, "column_names", [])
     if result["modality"] is not None and has_pairs:
         rows_a, rows_b = pair_indices(dataset, pairs, modalities)
-        # self-bridges (a concept on both sides) stay in: for an orthogonal CEDAR basis they are the only ones
-        top = top_bridge_pairs(codes[rows_a], codes[rows_b], model, top=top_pairs, include_self=True, progress=progress)
-        for entry in top:
+        a, b = codes[rows_a], codes[rows_b]
+        cross = top_bridge_pairs(a, b, model, top=top_pairs, include_self=False, progress=progress)
+        shared = _diagonal_bridges(a, b, model, top_pairs)  # for an orthogonal CEDAR basis the only nonzero ones
+        for entry in cross + shared:
             entry.update(image_label=labels[entry["image_concept"]], text_label=labels[entry["text_concept"]])
-        result["bridge"] = {"pairs": int(len(rows_a)), "top": top}
+        result["bridge"] = {"pairs": int(len(rows_a)), "top": cross, "top_shared": shared}
     if references:
         result["stability"] = _stability_section(model, energy, references, x, batch_size, progress)
     if output_dir is not None:
@@ -123,8 +133,9 @@ def write_figures(result: dict, output_dir) -> list[str]:
         paths.append(plots.plot_accuracy_histograms(modality["classifier_histogram"], out / "modality_classifier.png"))
     if result.get("bridge"):
         names = modality["names"] if modality else ("image", "text")
-        paths.append(plots.plot_bridge_pairs(result["bridge"]["top"], result["labels"], out / "bridges.png", names))
+        paths.append(plots.plot_bridge_pairs(result["bridge"], result["labels"], out / "bridges.png", names))
     if result.get("stability"):
         curves = {name: {int(n): v for n, v in entry["curve"].items()} for name, entry in result["stability"]["pairs"].items()}
-        paths.append(plots.plot_stability_curves(curves, out / "stability.png", chance=result["stability"]["chance"]))
+        chance = {int(n): v for n, v in result["stability"]["chance"].items()}
+        paths.append(plots.plot_stability_curves(curves, out / "stability.png", chance=chance))
     return [path.name for path in paths]

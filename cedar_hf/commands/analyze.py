@@ -58,8 +58,12 @@ def analyze(
                f"90% of the energy in the top {result['concepts_for_share']['0.9']}")
     if result.get("modality"):
         typer.echo(f"energy-weighted modality-classifier accuracy: {result['modality']['energy_weighted_mean_accuracy']:.3f}")
-    for entry in (result.get("bridge") or {}).get("top", [])[:5]:
-        typer.echo(f"bridge {entry['score']:.4f}: {entry['image_label']} -> {entry['text_label']}")
+    bridge = result.get("bridge") or {}
+    for entry in bridge.get("top", [])[:5]:
+        typer.echo(f"bridge {entry['score']:.4f}: #{entry['image_concept']} {entry['image_label']} -> "
+                   f"#{entry['text_concept']} {entry['text_label']}")
+    for entry in bridge.get("top_shared", [])[:3]:
+        typer.echo(f"shared {entry['score']:.4f}: #{entry['image_concept']} {entry['image_label']}")
     for name, entry in (result.get("stability") or {}).get("pairs", {}).items():
         typer.echo(f"stability {name}: {entry['overall']:.3f} overall")
     typer.echo(f"wrote analysis.json and {', '.join(result['figures'])} to {output_dir}")
