@@ -142,3 +142,20 @@ def test_coca_greedy_and_sampling_captions_from_sparse_tokens(tmp_path):
     assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
     with pytest.raises(ValueError, match="beam search is not available"):
         coca_generate(model, pixel_values, num_beams=3)
+
+
+@pytest.mark.parametrize("architecture", ["relu_sae", "topk_sae", "batchtopk_sae", "jumprelu_sae", "matryoshka_sae"])
+def test_every_dictionary_architecture_plugs_into_generate(blip, architecture):
+    from builders import build_model as build
+
+    model, pixel_values = blip
+    dictionary = build(architecture, d_in=32).eval()
+    tokens = model.vision_model(pixel_values=pixel_values).last_hidden_state
+    dense = generate(model, pixel_values, num_beams=2)
+    with cedar_hf.sparse_tokens(model, dictionary) as handle:
+        sparse = generate(model, pixel_values, num_beams=2)
+    assert handle.calls == 1 and sparse.shape[0] == dense.shape[0]
+    # an untrained dictionary reconstructs the tokens badly, so the captions change
+    assert (dictionary.reconstruct(tokens) - tokens).abs().mean() > 0.1
+    assert not torch.equal(sparse, dense)
+    assert torch.equal(generate(model, pixel_values, num_beams=2), dense)
