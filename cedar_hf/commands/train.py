@@ -141,12 +141,20 @@ def run(command: TrainCommandArgs, args) -> list[str]:
 
 
 def _report(output_dir: str) -> None:
+    from cedar_hf.training.checkpoint import list_checkpoints
+
     path = os.path.join(output_dir, "metrics.json")
-    if os.path.isfile(path) and int(os.environ.get("RANK", "0")) == 0:
-        with open(path) as f:
-            metrics = json.load(f)
-        shown = {k: round(v, 5) for k, v in metrics.items() if isinstance(v, float) and "/" in k}
-        typer.echo(f"saved {output_dir}: {shown}")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if not os.path.isfile(path):
+        found = list_checkpoints(output_dir)
+        if found:
+            typer.echo(f"stopped at checkpoint {found[-1]}; continue with --output_dir {output_dir} --resume latest")
+        return
+    with open(path) as f:
+        metrics = json.load(f)
+    shown = {k: round(v, 5) for k, v in metrics.items() if isinstance(v, float) and "/" in k}
+    typer.echo(f"saved {output_dir}: {shown}")
 
 
 def parse(argv: list[str]):
