@@ -133,3 +133,22 @@ def test_dtype_is_choosable(clip_path):
     out = backbone.embed_images(make_images(2))["image_embeds"]
     reference = cedar_hf.load_backbone(clip_path).embed_images(make_images(2))["image_embeds"]
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("builder", [build_tiny_blip, build_tiny_vision_encoder_decoder])
+def test_caption_is_the_models_own_generate_and_follows_sparse_tokens(tmp_path, builder):
+    from builders import build_model
+
+    backbone = cedar_hf.load_backbone(builder(tmp_path / "model"))
+    images = make_images(3)
+    ids = backbone.model.generate(pixel_values=backbone.pixel_values(images), max_new_tokens=6, num_beams=2)
+    expected = [t.strip() for t in backbone.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    captions = backbone.caption(images, batch_size=2, max_new_tokens=6, num_beams=2)
+    assert captions == expected and all(captions)
+    tokens = backbone.embed_images(images, sites=("vision_tokens",))["vision_tokens"]
+    cedar = build_model("cedar", d_in=32, init_std=0.3)
+    cedar.set_mean(tokens.reshape(-1, 32).mean(0))
+    with cedar_hf.sparse_tokens(backbone, cedar, k=32):
+        assert backbone.caption(images, max_new_tokens=6, num_beams=2) == captions
+    with cedar_hf.sparse_tokens(backbone, cedar, k=1):
+        assert backbone.caption(images, max_new_tokens=6, num_beams=2) != captions
