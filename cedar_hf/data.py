@@ -90,8 +90,9 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
     src = resolve_source(source, modality, split, image_column=image_column, text_column=text_column,
                           label_column=label_column, id_column=id_column)
     n_rows = len(src.ids) if max_samples is None else min(max_samples, len(src.ids))
-    plan = {"backbone": backbone.name_or_path, "site": site, "count": n_rows, "shard_size": shard_size,
-            "source": src.description, "ids_sha1": hashlib.sha1("\n".join(src.ids[:n_rows]).encode()).hexdigest()}
+    plan = {"backbone": backbone.name_or_path, "site": site, "normalized": bool(getattr(backbone, "normalize", False)),
+            "backbone_dtype": str(backbone.dtype), "count": n_rows, "shard_size": shard_size, "source": src.description,
+            "prompt": prompt, "ids_sha1": hashlib.sha1("\n".join(src.ids[:n_rows]).encode()).hexdigest()}
     _check_plan(partial, plan, state)
     n_shards = (n_rows + shard_size - 1) // shard_size
     mine = [i for i in range(n_shards) if i % state.num_processes == state.process_index and not _shard_dir(partial, i).exists()]
@@ -260,7 +261,7 @@ def _merge(partial: Path, output: Path, n_shards: int, plan: dict, backbone, sit
         "site": site,
         "modality": modality,
         "dim": dim,
-        "tokens_per_row": int(merged[0]["embedding"].__len__()) if site == "vision_tokens" else None,
+        "tokens_per_row": len(merged[0]["embedding"]) if site == "vision_tokens" else None,
         "dtype": "float32",
         "backbone_dtype": str(backbone.dtype).replace("torch.", ""),
         "normalized": bool(getattr(backbone, "normalize", False)),
