@@ -1,0 +1,58 @@
+"""`cedar-hf explore`: the interactive concept explorer (a local Gradio app)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+DEMO_DATA = "wordnet-demo"
+
+
+def explore(
+    model: str = typer.Option(..., "--model", "-m", help="Dictionary folder (save_pretrained output) to explore."),
+    data: str = typer.Option(
+        ..., "--data", "-d", help="Embedding dataset folder (needs `embedding`; `text`/`id` and `image`/`image_path` "
+        f"are shown as examples, `modality` colours the map, `pair_id` gives bridges), or '{DEMO_DATA}' to embed "
+        "the shipped WordNet lemma names and glosses with the offline MiniLM as two aligned modalities."
+    ),
+    pairs: Optional[Path] = typer.Option(
+        None, help="File of aligned (image id, text id) pairs for bridge partners (.csv/.tsv/.json/.jsonl)."
+    ),
+    modalities: Optional[str] = typer.Option(None, help="The two `modality` values to compare, e.g. image,text."),
+    host: str = typer.Option("127.0.0.1", help="Interface to serve on (127.0.0.1 keeps it local)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: Gradio's, 7860 or the next free one)."),
+    examples: int = typer.Option(8, help="Top-activating examples kept per concept."),
+    partners: int = typer.Option(6, help="Bridge partners / nearest directions kept per concept."),
+    demo_size: int = typer.Option(1000, help=f"Synsets embedded for --data {DEMO_DATA}."),
+    batch_size: int = typer.Option(1024, help="Embeddings encoded at once."),
+) -> None:
+    """Serve a UMAP of the concept directions (colour = modality score, size = energy); click or search a concept
+    to see its name, alternatives, top-activating examples and strongest bridge partners. Nothing is shared
+    publicly and no analytics are sent."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from cedar_hf.analysis.explorer import build_explorer, launch_explorer
+    from cedar_hf.commands.analyze import load_dictionary
+
+    names = tuple(part.strip() for part in modalities.split(",")) if modalities else None
+    if names is not None and len(names) != 2:
+        raise typer.BadParameter(f"--modalities {modalities!r} must name exactly two values, e.g. image,text")
+    dictionary = load_dictionary(model)
+    if data == DEMO_DATA:
+        from cedar_hf.analysis.demo import wordnet_pairs_dataset
+
+        dataset = wordnet_pairs_dataset(limit=demo_size)
+    elif not Path(data).exists():
+        raise typer.BadParameter(f"--data {data!r} is neither a dataset folder nor '{DEMO_DATA}'")
+    else:
+        dataset = data
+    typer.echo("precomputing codes, energies, modality scores, bridges and the UMAP layout ...")
+    app = build_explorer(dictionary, dataset, pairs=pairs, modalities=names, examples=examples, partners=partners,
+                         batch_size=batch_size)
+    launch_explorer(app, host=host, port=port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explore")(explore)
