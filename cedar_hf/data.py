@@ -42,7 +42,7 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
                        split: Optional[str] = None, image_column: Optional[str] = None,
                        text_column: Optional[str] = None, label_column: Optional[str] = None,
                        id_column: Optional[str] = None, prompt: Optional[str] = None, batch_size: int = 32,
-                       shard_size: int = 1024, on_error: str = "skip", max_samples: Optional[int] = None,
+                       shard_size: Optional[int] = None, on_error: str = "skip", max_samples: Optional[int] = None,
                        device=None, dtype=None, overwrite: bool = False):
     """Embed every image (or text) of `source` with a frozen backbone into a `datasets.Dataset` saved on disk.
 
@@ -54,7 +54,8 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
         site: `image_embeds`, `vision_tokens` (one row per image holding its token matrix) or `text_embeds`.
         split, image_column, text_column, label_column, id_column: how to read a dataset source (auto-detected).
         prompt: for texts, a template like `"a photo of {}"`.
-        batch_size: rows per forward pass. shard_size: rows per shard (the unit of resumption).
+        batch_size: rows per forward pass. shard_size: rows per shard, the unit of resumption and what is held in
+            memory at once (default 1024; 64 for `vision_tokens`, whose rows are whole token matrices).
         on_error: `"skip"` an unreadable image (reported by id in a warning and in the metadata's `skipped`) or
             `"raise"` a `ValueError` naming it.
         max_samples: embed only the first rows. device, dtype: for loading `backbone` by name.
@@ -66,6 +67,8 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r} must be 'skip' or 'raise'")
+    if shard_size is None:
+        shard_size = 64 if site == "vision_tokens" else 1024
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size={shard_size!r} must be a positive integer")
     state = process_state()

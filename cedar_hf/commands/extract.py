@@ -41,7 +41,10 @@ def extract(
     id_column: Optional[str] = typer.Option(None, help="Column of unique row ids (default: id when present, else the row index)."),
     prompt: Optional[str] = typer.Option(None, help="Template for texts, e.g. 'a photo of {}'."),
     batch_size: int = typer.Option(32, help="Rows per forward pass."),
-    shard_size: int = typer.Option(1024, help="Rows per shard: the unit written at once and resumed from."),
+    shard_size: Optional[int] = typer.Option(
+        None, help="Rows per shard: the unit written at once, held in memory, and resumed from (default: 1024; 64 "
+        "for vision_tokens)."
+    ),
     on_error: str = typer.Option("skip", help="Unreadable image: 'skip' it (reported by id, listed in the metadata) or 'raise'."),
     max_samples: Optional[int] = typer.Option(None, help="Embed only the first N rows."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: CUDA when available; the process's device under accelerate)."),
