@@ -27,7 +27,11 @@ def encode_labels(labels: Sequence | torch.Tensor, classes: Optional[Sequence] =
 
 @dataclass
 class LinearProbe:
-    """A trained linear classifier over standardised embeddings (`(x − center) / scale`, still linear)."""
+    """A trained linear classifier over centred embeddings scaled by one number (`(x − center) / scale`).
+
+    One global scale, not a per-dimension one: per-dimension standardisation blows low-variance directions up,
+    the probe learns to lean on them, and reconstructions (which drop exactly those directions first) then get
+    absurd logits — LP would measure that artefact instead of the class information kept."""
 
     linear: nn.Linear
     classes: list
@@ -89,7 +93,8 @@ def train_linear_probe(
     order = torch.randperm(x.shape[0], generator=generator)
     n_hold = max(1, int(round(holdout_fraction * x.shape[0])))
     hold, fit = order[:n_hold], order[n_hold:]
-    center, scale = x[fit].mean(0), x[fit].std(0).clamp_min(1e-6)
+    center = x[fit].mean(0)
+    scale = (x[fit] - center).pow(2).sum(-1).mean().sqrt().clamp_min(1e-12) / x.shape[1] ** 0.5  # RMS per dim
     batch_size = max(1, min(batch_size, fit.numel() // 20))
     torch.manual_seed(seed)
     probe = LinearProbe(nn.Linear(x.shape[1], len(classes)), classes, center, scale)
