@@ -26,7 +26,7 @@ def _summary(explorer) -> str:
 
 def build_blocks(explorer):
     d = explorer.data
-    example_headers = ["activation"] + (["modality"] if d.row_modality is not None else []) + ["example"]
+    example_headers = ["code"] + (["modality"] if d.row_modality is not None else []) + ["example"]
     partner_title = "Strongest bridge partners" if d.partners is not None else "Nearest concept directions"
     partner_headers = ["#", "concept", "bridge score" if d.partners is not None else "cosine", "modality"]
     table_headers = ["#", "concept", "energy", "modality"]
@@ -37,7 +37,7 @@ def build_blocks(explorer):
         selected = gr.State(explorer.initial_concept())
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                concept_map = gr.Image(value=explorer.render_map(), label="Concept map (click a point)",
+                concept_map = gr.Image(value=explorer.render_map(), label="Concept map", show_label=False,
                                        interactive=False, elem_id="concept-map", buttons=["download"], format="png")
             with gr.Column(scale=2):
                 query = gr.Textbox(label="Search concepts by name (or #number)", placeholder="e.g. horse",
@@ -49,12 +49,14 @@ def build_blocks(explorer):
             with gr.Column(scale=3):
                 card = gr.Markdown(elem_classes=["concept-card"], elem_id="concept-card")
                 examples = gr.Dataframe(headers=example_headers, interactive=False, wrap=True,
-                                        label="Top-activating examples", elem_id="concept-examples")
+                                        label="Top-activating examples", elem_id="concept-examples",
+                                        column_widths=["13%", "12%", "75%"] if d.row_modality else ["15%", "85%"])
                 gallery = gr.Gallery(label="Top-activating images", columns=4, height=260,
                                      visible=d.row_images is not None, elem_id="concept-gallery")
             with gr.Column(scale=2):
                 partners = gr.Dataframe(headers=partner_headers, interactive=False, wrap=True,
-                                        label=f"{partner_title} — click a row", elem_id="concept-partners")
+                                        label=f"{partner_title} — click a row", elem_id="concept-partners",
+                                        column_widths=["12%", "38%", "20%", "30%"])
 
         outputs = [card, examples, gallery, partners, concept_map, selected]
 

@@ -56,9 +56,10 @@ class ConceptExplorer:
             ax.scatter(d.layout[dead, 0], d.layout[dead, 1], s=6, c="#bbbbbb", linewidths=0)
         colorbar = fig.colorbar(points, ax=ax, fraction=0.04, pad=0.02)
         colorbar.set_label(label)
-        ax.set_title(f"{d.n_latents} concepts of {d.title}: UMAP of directions · size = energy", fontsize=11)
+        ax.set_title(f"{d.n_latents} concepts of {d.title}: UMAP of directions, size = energy (click a point)",
+                     fontsize=11)
         for i in np.argsort(-d.energy, kind="stable")[: min(15, d.n_latents)]:  # name the heaviest concepts
-            ax.annotate(d.labels[i], d.layout[i], fontsize=7, color="#222222", xytext=(4, 4),
+            ax.annotate(d.labels[i], d.layout[i], fontsize=8, color="#222222", xytext=(4, 4),
                         textcoords="offset points", alpha=0.85)
         ax.set_xticks([]), ax.set_yticks([])
         for spine in ax.spines.values():

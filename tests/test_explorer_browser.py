@@ -1,0 +1,114 @@
+"""End to end: the explorer served on 127.0.0.1, driven by Debian's Chromium through Playwright (headless).
+
+Never `playwright install`: the browser is /usr/bin/chromium (scripts/test.sh installs Debian's package on CI).
+"""
+
+import os
+import shutil
+import socket
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from builders import build_model
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served():
+    from cedar_hf.analysis.explorer import build_explorer, launch_explorer
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 40
+    x = rng.standard_normal((2 * n, 12)).astype(np.float32)
+    x[:n, 0] += 3.0
+    dataset = Dataset.from_dict({
+        "embedding": x.tolist(), "text": [f"sentence number {i}" for i in range(2 * n)],
+        "modality": ["image"] * n + ["text"] * n, "pair_id": list(range(n)) * 2, "id": [str(i) for i in range(2 * n)],
+    })
+    model = build_model("topk_sae", d_in=12, expansion_factor=4, k=3)
+    model.concept_names = {"format": "cedar-hf-concept-names/1",
+                           "names": [{"latent": 5, "name": "horse", "score": 0.9, "alternatives": [["stallion", 0.8]]}]}
+    app = build_explorer(model, dataset, progress=False)
+    port = _free_port()
+    launch_explorer(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield app.explorer, f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture()
+def page(tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; scripts/test.sh does "
+                    f"this on CI). Never `playwright install`. which chromium -> {shutil.which('chromium')}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1100},
+        )
+        yield context.new_page()
+        context.close()
+
+
+def _card(page) -> str:
+    return page.inner_text("#concept-card")
+
+
+def _wait_text(page, selector: str, text: str):
+    """Wait until the element (once rendered) shows `text`."""
+    page.wait_for_function("([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }",
+                           arg=[selector, text], timeout=30000)
+
+
+def _wait_card(page, text: str):
+    _wait_text(page, "#concept-card", text)
+
+
+def test_page_loads_plot_shows_and_selection_shows_examples(served, page, tmp_path):
+    explorer, url = served
+    page.goto(url, timeout=60000)
+    # the page loads with the most energetic concept selected
+    top = explorer.initial_concept()
+    _wait_card(page, f"#{top} ")
+    # the plot shows: the map image has loaded with real pixels
+    image = page.wait_for_selector("#concept-map img", timeout=30000)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image, timeout=30000)
+    assert image.evaluate("img => img.naturalWidth") == explorer.render_map().shape[1]
+    assert "Strongest bridge partners" in page.inner_text("body")
+
+    # search a concept by name: its card and its top-activating examples appear
+    page.fill("#concept-search textarea", "horse")
+    page.keyboard.press("Enter")
+    _wait_card(page, "horse")
+    assert "stallion" in _card(page)
+    best_row = int(explorer.data.top_rows[5][0])
+    _wait_text(page, "#concept-examples", f"sentence number {best_row}")
+
+    # click a point on the map: that concept gets selected
+    target = next(i for i in np.argsort(-explorer.data.energy) if i != 5 and i != top)
+    box = image.bounding_box()
+    natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    px, py = explorer._pixels[target]
+    page.mouse.click(box["x"] + px * box["width"] / natural_w, box["y"] + py * box["height"] / natural_h)
+    _wait_card(page, f"#{target} ")
+    row = int(explorer.data.top_rows[target][0])
+    _wait_text(page, "#concept-examples", f"sentence number {row}")
+    page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
