@@ -78,20 +78,22 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, model in report["models"].items():
-        sweep = [p for p in model["sweep"] if fvu_range[0] <= p["fvu"] <= fvu_range[1]]
+    for index, (name, model) in enumerate(report["models"].items()):
+        color = f"C{index % 10}"
+        sweep = sorted((p for p in model["sweep"] if fvu_range[0] <= p["fvu"] <= fvu_range[1]), key=lambda p: p["fvu"])
+        reached = [r for r in model["matched"] if r["reached"]]
+        if sweep:  # K: the Pareto front; IC is not monotone in k (C(n, k) peaks at n/2), so its raw sweep
+            axes[0].plot(*_pareto(sweep, "K"), color=color, label=name)
+            axes[1].plot([p["fvu"] for p in sweep], [p["IC"] for p in sweep], color=color, label=name)
         for ax, key in zip(axes, ("K", "IC")):
-            if sweep:
-                ax.plot(*_pareto(sweep, key), label=name)
-            reached = [r for r in model["matched"] if r["reached"]]
-            ax.scatter([r["fvu"] for r in reached], [r[key] for r in reached], s=18, zorder=3)
+            ax.scatter([r["fvu"] for r in reached], [r[key] for r in reached], s=22, color=color, zorder=3)
     for ax, key, label in zip(axes, ("K", "IC"), ("K (mean non-zero codes)", "IC = mean ln C(n, k)")):
         ax.set_xlabel("FVU (dataset level)")
         ax.set_ylabel(label)
-        ax.set_yscale("log")
         ax.grid(alpha=0.3)
         for target in report["targets"]:
             ax.axvline(target, color="grey", lw=0.6, ls=":")
+    axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle("Sparsity vs reconstruction (lower-left is better)")
     fig.tight_layout()
@@ -107,10 +109,11 @@ def _plot_semantic(report: dict, path: Path, plt) -> Path:
     if any("LP" in r for m in report["models"].values() for r in m["matched"]):
         keys.append(("LP", "LP cross-entropy ↓"))
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
-    for name, model in report["models"].items():
+    for index, (name, model) in enumerate(report["models"].items()):
         rows = sorted((r for r in model["matched"] + model["curve"] if r["reached"]), key=lambda r: r["fvu"])
         for ax, (key, _) in zip(axes[0], keys):
-            ax.plot([r["fvu"] for r in rows], [r.get(key) for r in rows], marker="o", ms=4, label=name)
+            ax.plot([r["fvu"] for r in rows], [r.get(key) for r in rows], marker="o", ms=4, label=name,
+                    color=f"C{index % 10}")
     for ax, (_, label) in zip(axes[0], keys):
         ax.set_xlabel("FVU (dataset level)")
         ax.set_ylabel(label)
@@ -118,6 +121,7 @@ def _plot_semantic(report: dict, path: Path, plt) -> Path:
     if "probe_on_original" in report and len(keys) > 1:
         axes[0][1].axhline(report["probe_on_original"]["cross_entropy"], color="black", lw=0.8, ls="--",
                            label="original embeddings")
+        axes[0][1].legend(fontsize=8)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Semantic preservation vs reconstruction error (paper Fig. 8)")
     fig.tight_layout()
