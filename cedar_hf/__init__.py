@@ -66,6 +66,14 @@ def register_dictionary(config_class: type, model_class: type) -> None:
 for _config_class, _model_class in list(DICTIONARY_CLASSES.values()):
     register_dictionary(_config_class, _model_class)
 
+# Wrapped models (a frozen backbone composed with a dictionary): Auto classes only, not DICTIONARY_CLASSES.
+from .configuration_wrapped import CedarBlipConfig, CedarClipConfig  # noqa: E402
+from .modeling_wrapped import CedarBlipForConditionalGeneration, CedarClipModel  # noqa: E402
+
+for _config_class, _model_class in ((CedarBlipConfig, CedarBlipForConditionalGeneration), (CedarClipConfig, CedarClipModel)):
+    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
+    AutoModel.register(_config_class, _model_class, exist_ok=True)
+
 # ---- lazily imported public API (name -> module) ----
 _LAZY = {
     # backbones and extraction
@@ -73,6 +81,7 @@ _LAZY = {
     "Backbone": "cedar_hf.backbones",
     "extract_embeddings": "cedar_hf.data",
     "load_embeddings": "cedar_hf.data",
+    "read_metadata": "cedar_hf.data",
     "sparse_tokens": "cedar_hf.backbones.hooks",
     # training
     "train": "cedar_hf.training",
@@ -104,6 +113,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CedarBlipConfig",
+    "CedarBlipForConditionalGeneration",
+    "CedarClipConfig",
+    "CedarClipModel",
     "DICTIONARY_CLASSES",
     "BatchTopKSAE",
     "BatchTopKSAEConfig",
