@@ -119,11 +119,19 @@ def test_without_modalities_shows_nearest_directions():
     assert partners[0][0] == int(np.argmax(cos[2]))
 
 
-def test_image_rows_feed_the_gallery():
-    dataset = _dataset(n=6).add_column("image_path", [None] * 6 + ["dummy.png"] * 6)
+def test_image_rows_feed_the_gallery(tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i in range(6):  # the text rows get images of their own colour, the image rows none
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (40, 30), (40 * i, 0, 0)).save(paths[-1])
+    dataset = _dataset(n=6).add_column("image_path", [None] * 6 + paths)
     explorer = ConceptExplorer(prepare_explorer_data(_named_model(), dataset, progress=False))
     concept = next(i for i in range(48) if any(r >= 6 for r in explorer.data.top_rows[i]))
-    assert all(path == "dummy.png" for path, _ in explorer.gallery(concept)) and explorer.gallery(concept)
+    gallery = explorer.gallery(concept)
+    expected = [int(r) - 6 for r in explorer.data.top_rows[concept] if r >= 6]
+    assert [image.getpixel((0, 0))[0] for image, _ in gallery] == [40 * i for i in expected]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 9, 20])

@@ -52,7 +52,7 @@ def build_blocks(explorer):
                                         label="Top-activating examples", elem_id="concept-examples",
                                         column_widths=["13%", "12%", "75%"] if d.row_modality else ["15%", "85%"])
                 gallery = gr.Gallery(label="Top-activating images", columns=4, height=260,
-                                     visible=d.row_images is not None, elem_id="concept-gallery")
+                                     visible=d.image_source is not None, elem_id="concept-gallery")
             with gr.Column(scale=2):
                 partners = gr.Dataframe(headers=partner_headers, interactive=False, wrap=True,
                                         label=f"{partner_title} — click a row", elem_id="concept-partners",

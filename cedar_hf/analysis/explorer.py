@@ -150,12 +150,12 @@ class ConceptExplorer:
         return rows
 
     def gallery(self, i: int) -> list:
-        """`(image, caption)` of the top-activating rows that have images."""
+        """`(image, caption)` of the top-activating rows that have images (read from the dataset on demand)."""
         d = self.data
-        if d.row_images is None:
+        if d.image_source is None:
             return []
-        return [(d.row_images[row], f"{value:.3g}") for row, value in zip(d.top_rows[i], d.top_values[i])
-                if d.row_images[row] is not None]
+        items = [(d.image(row), f"{value:.3g}") for row, value in zip(d.top_rows[i], d.top_values[i])]
+        return [(image, caption) for image, caption in items if image is not None]
 
     def partner_rows(self, i: int) -> list[list]:
         """Bridge partners `[concept, name, bridge score, modality]`, or nearest directions `[.., cosine, ..]`."""

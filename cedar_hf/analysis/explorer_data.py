@@ -34,8 +34,23 @@ class ExplorerData:
     partner_scores: Optional[np.ndarray] = None
     row_modality: Optional[list[str]] = None
     row_text: list[str] = field(default_factory=list)
-    row_images: Optional[list[Any]] = None  # PIL images or file paths, when the dataset has them
+    image_source: Optional[tuple[Any, str]] = None  # (dataset, column) of images or image paths, read lazily
     title: str = "dictionary"
+
+    def image(self, row: int):
+        """The image of a dataset row as a small RGB PIL image (None when the row has none)."""
+        if self.image_source is None:
+            return None
+        dataset, column = self.image_source
+        value = dataset[int(row)][column]
+        if value is None:
+            return None
+        from PIL import Image
+
+        image = value if isinstance(value, Image.Image) else Image.open(value)
+        image = image.convert("RGB")
+        image.thumbnail((256, 256))
+        return image
 
     @property
     def n_latents(self) -> int:
@@ -112,7 +127,7 @@ def _alternatives(model, n: int) -> list[list[tuple[str, float]]]:
     return result
 
 
-def _row_texts(dataset, n_rows: int) -> tuple[list[str], Optional[list[Any]]]:
+def _row_texts(dataset, n_rows: int) -> tuple[list[str], Optional[tuple[Any, str]]]:
     columns = getattr(dataset, "column_names", [])
     if "text" in columns:
         texts = [str(t) if t is not None else "" for t in dataset["text"]]
@@ -121,8 +136,7 @@ def _row_texts(dataset, n_rows: int) -> tuple[list[str], Optional[list[Any]]]:
     else:
         texts = [f"row {i}" for i in range(n_rows)]
     image_column = next((c for c in IMAGE_COLUMNS if c in columns), None)
-    images = list(dataset[image_column]) if image_column else None
-    return texts, images
+    return texts, ((dataset, image_column) if image_column else None)
 
 
 def prepare_explorer_data(
@@ -163,7 +177,7 @@ def prepare_explorer_data(
         title=_title(model),
     )
     if is_dataset:
-        view.row_text, view.row_images = _row_texts(dataset, x.shape[0])
+        view.row_text, view.image_source = _row_texts(dataset, x.shape[0])
     else:
         view.row_text = [f"row {i}" for i in range(x.shape[0])]
     has_modalities = is_dataset and "modality" in dataset.column_names and len(set(dataset["modality"])) >= 2

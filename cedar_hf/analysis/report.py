@@ -55,7 +55,7 @@ def _stability_section(model, energy, references, data, batch_size, progress) ->
     atoms = model.concept_directions.detach()
     ns = default_ns(atoms.shape[0])
     # chance depends on N (fewer atoms to match, fewer lucky partners): two random Gaussian dictionaries per N
-    chance = {str(n): random_baseline(n, atoms.shape[1], samples=1, seed=n) for n in ns}
+    chance = {str(n): random_baseline(n, atoms.shape[1], samples=max(1, min(16, 512 // n)), seed=n) for n in ns}
     section = {"pairs": {}, "chance": chance}
     for name, reference in references.items():
         energy_ref = concept_energy(compute_codes(reference, data, batch_size=batch_size, progress=progress))
