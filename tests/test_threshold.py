@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from builders import build_model, planted_sparse
+from builders import ARCHITECTURES, build_config, build_model, planted_sparse
 
 from cedar_hf.evaluation import DenseCodes, apply_threshold, fvu, search_threshold, threshold_codes
 
@@ -83,3 +83,30 @@ def test_bad_target_raises(data, target):
     train, x = data
     with pytest.raises(ValueError, match="target FVU"):
         search_threshold(cedar_with_mean(train), x, target, train.mean(0))
+
+
+@pytest.mark.parametrize("model_type", sorted(__import__("cedar_hf").DICTIONARY_CLASSES))
+def test_every_registered_dictionary_runs_the_comparison(data, model_type):
+    """No branching on the model type: every registered class goes through search + evaluation, and the FVU
+    the search reports is the one its threshold really gives through `dense_codes` / `decode`."""
+    import cedar_hf
+    from cedar_hf.evaluation import evaluate_model
+
+    train, x = data
+    config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
+    config = build_config(model_type, 16) if model_type in ARCHITECTURES else config_class(d_in=16)
+    model = model_class(config)
+    if callable(getattr(model, "set_mean", None)):
+        model.set_mean(train.mean(0))
+    if callable(getattr(model, "set_normalization", None)):
+        model.set_normalization(*model.compute_normalization(train))
+    model.eval()
+    mean = train.mean(0)
+    result = search_threshold(model, x, 0.5, mean)
+    with torch.no_grad():
+        x_hat = model.decode(threshold_codes(model.dense_codes(x), result.tau))
+    assert fvu(x, x_hat, mean) == pytest.approx(result.fvu, abs=1e-9)
+    assert result.reached == (abs(result.fvu - 0.5) <= 0.005)
+    report = evaluate_model(model, x[:200], mean, targets=(0.5,), progress=False)
+    assert report["n_latents"] == model.config.n_latents and len(report["matched"]) == 1
+    assert 0 <= report["native"]["K"] <= model.config.n_latents
