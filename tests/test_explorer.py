@@ -134,6 +134,40 @@ def test_image_rows_feed_the_gallery(tmp_path):
     assert [image.getpixel((0, 0))[0] for image, _ in gallery] == [40 * i for i in expected]
 
 
+def test_image_folder_ids_resolve_against_the_recorded_root(tmp_path):
+    import json
+
+    from PIL import Image
+
+    (tmp_path / "images" / "cats").mkdir(parents=True)
+    ids = []
+    for i in range(6):
+        ids.append(f"cats/{i}.png")
+        Image.new("RGB", (20, 20), (0, 30 * i, 0)).save(tmp_path / "images" / ids[-1])
+    dataset = _dataset(n=6, with_modality=False).select(range(6))
+    dataset = dataset.remove_columns(["id", "text"]).add_column("id", ids)
+    dataset.save_to_disk(str(tmp_path / "data"))
+    (tmp_path / "data" / "cedar_metadata.json").write_text(json.dumps({"source": f"image folder {tmp_path / 'images'}"}))
+    explorer = ConceptExplorer(prepare_explorer_data(_named_model(), str(tmp_path / "data"), progress=False))
+    concept = int(np.argmax(explorer.data.energy))
+    rows = [int(r) for r in explorer.data.top_rows[concept]]
+    assert [image.getpixel((0, 0))[1] for image, _ in explorer.gallery(concept)] == [30 * r for r in rows]
+    assert [row[-1] for row in explorer.examples(concept)] == [ids[r] for r in rows]  # no text: the id is shown
+
+
+def test_cli_explore_rejects_bad_arguments(tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app as cli
+
+    model = build_model("topk_sae", d_in=12, expansion_factor=4, k=3)
+    model.save_pretrained(tmp_path / "model")
+    result = CliRunner().invoke(cli, ["explore", "-m", str(tmp_path / "model"), "-d", str(tmp_path / "missing")])
+    assert result.exit_code != 0 and "neither a dataset folder" in result.output
+    result = CliRunner().invoke(cli, ["explore", "-m", str(tmp_path / "model"), "-d", "x", "--modalities", "a,b,c"])
+    assert result.exit_code != 0 and "exactly two" in result.output
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 9, 20])
 def test_small_umaps_do_not_crash(n):
     rng = np.random.default_rng(n)

@@ -4,6 +4,9 @@ concept directions, top-activating examples, bridge partners and nearest directi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -34,19 +37,23 @@ class ExplorerData:
     partner_scores: Optional[np.ndarray] = None
     row_modality: Optional[list[str]] = None
     row_text: list[str] = field(default_factory=list)
-    image_source: Optional[tuple[Any, str]] = None  # (dataset, column) of images or image paths, read lazily
+    image_source: Optional[tuple[Any, str, Optional[str]]] = None  # (dataset, column, root): images, read lazily
     title: str = "dictionary"
 
     def image(self, row: int):
         """The image of a dataset row as a small RGB PIL image (None when the row has none)."""
         if self.image_source is None:
             return None
-        dataset, column = self.image_source
+        dataset, column, root = self.image_source
         value = dataset[int(row)][column]
         if value is None:
             return None
         from PIL import Image
 
+        if root is not None:  # image-folder datasets: the id is the path relative to the folder
+            value = os.path.join(root, str(value))
+            if not os.path.isfile(value):
+                return None
         image = value if isinstance(value, Image.Image) else Image.open(value)
         image = image.convert("RGB")
         image.thumbnail((256, 256))
@@ -127,16 +134,30 @@ def _alternatives(model, n: int) -> list[list[tuple[str, float]]]:
     return result
 
 
-def _row_texts(dataset, n_rows: int) -> tuple[list[str], Optional[tuple[Any, str]]]:
+def _row_texts(dataset, n_rows: int, image_root: Optional[str]) -> tuple[list[str], Optional[tuple]]:
+    """What each row shows (its text, else its id) and where its image comes from, if anywhere."""
     columns = getattr(dataset, "column_names", [])
-    if "text" in columns:
-        texts = [str(t) if t is not None else "" for t in dataset["text"]]
-    elif "id" in columns:
-        texts = [str(t) for t in dataset["id"]]
-    else:
-        texts = [f"row {i}" for i in range(n_rows)]
+    ids = [str(t) for t in dataset["id"]] if "id" in columns else [f"row {i}" for i in range(n_rows)]
+    texts = list(dataset["text"]) if "text" in columns else [None] * n_rows
+    shown = [str(text) if text else row_id for text, row_id in zip(texts, ids)]
     image_column = next((c for c in IMAGE_COLUMNS if c in columns), None)
-    return texts, ((dataset, image_column) if image_column else None)
+    if image_column:
+        return shown, (dataset, image_column, None)
+    if image_root is not None and "id" in columns:
+        return shown, (dataset, "id", str(image_root))
+    return shown, None
+
+
+def image_root_of(data) -> Optional[str]:
+    """The image folder an extracted dataset came from (its `cedar_metadata.json` says "image folder <root>")."""
+    if not isinstance(data, (str, os.PathLike)):
+        return None
+    metadata = Path(data) / "cedar_metadata.json"
+    if not metadata.is_file():
+        return None
+    source = str(json.loads(metadata.read_text()).get("source", ""))
+    root = source[len("image folder "):] if source.startswith("image folder ") else None
+    return root if root and os.path.isdir(root) else None
 
 
 def prepare_explorer_data(
@@ -149,6 +170,7 @@ def prepare_explorer_data(
     umap_neighbors: int = 15,
     batch_size: int = 1024,
     seed: int = 0,
+    image_root: Optional[str] = None,
     progress: bool = True,
 ) -> ExplorerData:
     """Compute every view of the explorer once (codes, energy, modality scores, UMAP, examples, bridges).
@@ -160,7 +182,10 @@ def prepare_explorer_data(
             `pair_id` (aligned pairs for bridges).
         pairs: aligned `(id_a, id_b)` pairs or a file of them (overrides `pair_id`).
         examples / partners: how many top-activating rows / bridge partners to keep per concept.
+        image_root: folder the `id`s of image rows are relative to (default: read from `cedar_metadata.json`
+            of an image-folder extraction).
     """
+    image_root = image_root if image_root is not None else image_root_of(data)
     dataset = load_dataset(data)
     is_dataset = hasattr(dataset, "column_names")
     x = embedding_matrix(dataset)
@@ -177,7 +202,7 @@ def prepare_explorer_data(
         title=_title(model),
     )
     if is_dataset:
-        view.row_text, view.image_source = _row_texts(dataset, x.shape[0])
+        view.row_text, view.image_source = _row_texts(dataset, x.shape[0], image_root)
     else:
         view.row_text = [f"row {i}" for i in range(x.shape[0])]
     has_modalities = is_dataset and "modality" in dataset.column_names and len(set(dataset["modality"])) >= 2

@@ -60,7 +60,9 @@ def _stability_section(model, energy, references, data, batch_size, progress) ->
     for name, reference in references.items():
         energy_ref = concept_energy(compute_codes(reference, data, batch_size=batch_size, progress=progress))
         curve = stability_curve(model, reference, energy, energy_ref, ns=[n for n in ns if n <= len(energy_ref)])
-        section["pairs"][name] = {"overall": stability(model, reference), "curve": {str(n): v for n, v in curve.items()}}
+        # the curve's last point already is the whole dictionary when both have the same size
+        overall = curve[atoms.shape[0]] if len(energy_ref) == atoms.shape[0] else stability(model, reference)
+        section["pairs"][name] = {"overall": overall, "curve": {str(n): v for n, v in curve.items()}}
     return section
 
 

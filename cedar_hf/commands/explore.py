@@ -22,6 +22,10 @@ def explore(
         None, help="File of aligned (image id, text id) pairs for bridge partners (.csv/.tsv/.json/.jsonl)."
     ),
     modalities: Optional[str] = typer.Option(None, help="The two `modality` values to compare, e.g. image,text."),
+    images: Optional[Path] = typer.Option(
+        None, help="Folder the ids of image rows are relative to, to show the images (default: the image folder "
+        "recorded by `cedar-hf extract`, when it still exists)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Interface to serve on (127.0.0.1 keeps it local)."),
     port: Optional[int] = typer.Option(None, help="Port (default: Gradio's, 7860 or the next free one)."),
     examples: int = typer.Option(8, help="Top-activating examples kept per concept."),
@@ -49,8 +53,10 @@ def explore(
     else:
         dataset = data
     typer.echo("precomputing codes, energies, modality scores, bridges and the UMAP layout ...")
+    if images is not None and not images.is_dir():
+        raise typer.BadParameter(f"--images {images} is not a folder")
     app = build_explorer(dictionary, dataset, pairs=pairs, modalities=names, examples=examples, partners=partners,
-                         batch_size=batch_size)
+                         batch_size=batch_size, image_root=str(images) if images else None)
     launch_explorer(app, host=host, port=port)
 
 
