@@ -113,16 +113,17 @@ def run(dims: list[int], batch: int, steps: int) -> dict:
     rows = []
     for d in dims:
         x = torch.randn(batch, d) * 0.5 + torch.randn(d)
-        dense = dense_matmul_flops_per_s(batch, d)
         for label, model_type, overrides in MODELS:
             torch.manual_seed(0)
             model, recipe = build(model_type, d, overrides, x)
             k = overrides.get("k") if model_type == "cedar" else None
+            dense = dense_matmul_flops_per_s(batch, d)  # measured right before, under the same load
             times = time_steps(model, recipe, x, k, steps)
             step_s = statistics.median(times)
             row = {"model": label, "model_type": model_type, "d": d, "n_latents": model.config.n_latents,
                    "batch": batch, "step_ms": 1000 * step_s, "samples_per_s": batch / step_s,
-                   "step_ms_min": 1000 * min(times), "step_ms_max": 1000 * max(times)}
+                   "step_ms_min": 1000 * min(times), "step_ms_max": 1000 * max(times),
+                   "samples_per_s_best": batch / min(times)}
             if model_type == "cedar":
                 flops = counted_flops(model, x, k)
                 row.update(counted_gflop_per_step=flops / 1e9, achieved_gflop_s=flops / step_s / 1e9,
@@ -140,12 +141,17 @@ def run(dims: list[int], batch: int, steps: int) -> dict:
 
 def _goal(rows: list[dict]) -> dict:
     """CEDAR at d = 768 should train ≥ 2× the samples/s of a TopK SAE with 8× expansion."""
-    at = {r["model"]: r["samples_per_s"] for r in rows if r["d"] == 768}
+    at = {r["model"]: r for r in rows if r["d"] == 768 and "step_ms" in r}
     topk = at.get("TopK SAE 8x, k=64")
     if topk is None:
         return {}
-    return {label: {"ratio_vs_topk": at[label] / topk, "met": at[label] / topk >= 2.0}
-            for label in ("CEDAR (matrix_exp)", "CEDAR (cayley)") if label in at}
+    goal = {}
+    for label in ("CEDAR (matrix_exp)", "CEDAR (cayley)"):
+        if label in at:
+            median = at[label]["samples_per_s"] / topk["samples_per_s"]
+            best = at[label]["samples_per_s_best"] / topk["samples_per_s_best"]
+            goal[label] = {"ratio_vs_topk_median": median, "ratio_vs_topk_best": best, "met": median >= 2.0}
+    return goal
 
 
 def markdown(result: dict) -> str:
@@ -157,19 +163,22 @@ def markdown(result: dict) -> str:
         f"Load average before / after: {', '.join(f'{v:.2f}' for v in m['load_average_before'])} / "
         f"{', '.join(f'{v:.2f}' for v in m['load_average_after'])} (other jobs shared the machine when the load "
         "exceeds the core count; numbers are then pessimistic and noisier).", "",
-        "| d | model | latents | ms / step | samples / s | counted GFLOP/s | dense matmul GFLOP/s | share of dense |",
-        "|---|---|---|---|---|---|---|---|",
+        "| d | model | latents | ms / step (median) | ms / step (best) | samples / s (median) | counted GFLOP/s "
+        "| dense matmul GFLOP/s | share of dense |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        step = f"{r['step_ms']:.1f}" if "step_ms" in r else "–"
+        step = f"{r['step_ms']:.1f} | {r['step_ms_min']:.1f}" if "step_ms" in r else "– | –"
         flops = (f"{r['achieved_gflop_s']:.1f} | {r['dense_matmul_gflop_s']:.1f} | {r['fraction_of_dense']:.0%}"
                  if "achieved_gflop_s" in r else "– | – | –")
         lines.append(f"| {r['d']} | {r['model']} | {r['n_latents']} | {step} | {r['samples_per_s']:.0f} | {flops} |")
-    lines += ["", "Counted FLOPs are FlopCounterMode's matmul FLOPs of forward + backward; it does not see inside "
-              "`matrix_exp` / `linalg.solve`, so CEDAR's achieved FLOP/s is a lower bound.", ""]
+    lines += ["", "Counted FLOPs are FlopCounterMode's matmul FLOPs of forward + backward (median step); it does "
+              "not see inside `matrix_exp` / `linalg.solve`, so CEDAR's achieved FLOP/s is a lower bound. The dense "
+              "reference is a `(B, D) @ (D, D)` matmul timed right before each CEDAR row.", ""]
     for label, g in result["goal"].items():
-        lines.append(f"- Goal (CEDAR at d=768 ≥ 2× TopK SAE 8×): {label}: {g['ratio_vs_topk']:.2f}× — "
-                     + ("met" if g["met"] else "NOT met"))
+        lines.append(f"- Goal (CEDAR at d=768 ≥ 2× the samples/s of a TopK SAE 8×): {label}: "
+                     f"{g['ratio_vs_topk_median']:.2f}× on median steps ({g['ratio_vs_topk_best']:.2f}× on best "
+                     "steps) — " + ("met" if g["met"] else "NOT met"))
     return "\n".join(lines) + "\n"
 
 
