@@ -268,3 +268,12 @@ def test_a_model_without_trainable_parameters_gets_its_statistics_and_is_saved(t
     model = train(model, _dataset(z), _args(tmp_path))
     assert torch.allclose(model.b, z.mean(0), atol=1e-5) and torch.equal(model.A, torch.zeros(16, 16))
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resume_with_changed_settings_warns(tmp_path, caplog):
+    z, _, _ = planted_sparse(512, 16, 3)
+    train(build_model("cedar", 16), _dataset(z), _args(tmp_path, max_steps=4, stop_after_steps=2))
+    with caplog.at_level("WARNING", logger="cedar_hf.training.checkpoint"):
+        train(build_model("cedar", 16), _dataset(z),
+              _args(tmp_path, max_steps=4, learning_rate=0.1, resume_from_checkpoint="latest"))
+    assert "learning_rate" in caplog.text and "differ from an uninterrupted" in caplog.text

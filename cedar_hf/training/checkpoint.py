@@ -8,10 +8,16 @@ checkpoint of another model is refused with a clear message) and `training_args.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
+# Fields that may change between the interrupted and the resumed invocation without changing the trajectory.
+_FREE_FIELDS = {"output_dir", "resume_from_checkpoint", "stop_after_steps", "save_steps", "save_total_limit",
+                "eval_steps", "eval_batch_size", "eval_max_rows", "logging_steps", "report_to", "disable_tqdm"}
 
 CHECKPOINTS_DIR = "checkpoints"
 CONFIG_FILE = "dictionary_config.json"
@@ -80,6 +86,22 @@ def check_checkpoint_matches(path: str, model) -> None:
         )
 
 
+def warn_on_changed_args(path: str, args) -> list[str]:
+    """Warn (and return the names) when settings that shape the trajectory differ from the checkpoint's: the
+    resumed run then continues, but it is no longer the uninterrupted run."""
+    saved_file = os.path.join(path, "training_args.json")
+    if not os.path.isfile(saved_file):
+        return []
+    with open(saved_file) as f:
+        saved = json.load(f)
+    changed = sorted(key for key, value in args.to_dict().items()
+                     if key not in _FREE_FIELDS and key in saved and saved[key] != value)
+    if changed:
+        logger.warning("resuming %s with changed settings %s: the run will differ from an uninterrupted one",
+                       path, {key: (saved[key], getattr(args, key)) for key in changed})
+    return changed
+
+
 def save_checkpoint(accelerator, model, args, output_dir: str, step: int) -> str:
     """`save_state` on every process (each saves its RNG state), then the config files and rotation on the main."""
     path = checkpoint_dir(output_dir, step)
@@ -94,4 +116,4 @@ def save_checkpoint(accelerator, model, args, output_dir: str, step: int) -> str
     return path
 
 
-__all__ = ["TrainerState", "check_checkpoint_matches", "list_checkpoints", "resolve_checkpoint", "save_checkpoint"]
+__all__ = ["TrainerState", "check_checkpoint_matches", "warn_on_changed_args", "list_checkpoints", "resolve_checkpoint", "save_checkpoint"]

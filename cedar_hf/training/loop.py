@@ -20,7 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .args import TrainingArgs
-from .checkpoint import TrainerState, check_checkpoint_matches, resolve_checkpoint, save_checkpoint
+from .checkpoint import (
+    TrainerState,
+    check_checkpoint_matches,
+    resolve_checkpoint,
+    save_checkpoint,
+    warn_on_changed_args,
+)
 from .data import EmbeddingStream, dataset_folder, load_dataset_any, mixture_rows, read_dataset_metadata
 from .evaluate import evaluate_stream
 from .recipes import Recipe, lr_multiplier, select_recipe
@@ -134,6 +140,7 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if checkpoint is not None:
         check_checkpoint_matches(checkpoint, model)
+        warn_on_changed_args(checkpoint, args)
     _record_provenance(model, dataset, stream, args, total_steps)
     os.makedirs(args.output_dir, exist_ok=True)
 
