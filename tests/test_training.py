@@ -230,15 +230,21 @@ def test_cli_trains_one_model_per_seed_with_a_mixture(tmp_path):
     out = tmp_path / "stability"
     result = CliRunner().invoke(app, [
         "train", "--data", str(tmp_path / "data"), "--architecture", "topk", "--config", "k=4", "expansion_factor=2",
-        "--seeds", "0", "1", "--mixture", "image=1,text=1", "--eval_fraction", "0.2", "--max_steps", "5",
-        "--batch_size", "128", "--output_dir", str(out), "--report_to", "none", "--disable_tqdm"])
+        "--seeds", "0", "1", "--mixtures", "image=1,text=1", "image=0,text=1", "--eval_fraction", "0.2",
+        "--max_steps", "5", "--batch_size", "128", "--output_dir", str(out), "--report_to", "none", "--disable_tqdm"])
     assert result.exit_code == 0, result.output
-    models = [cedar_hf.TopKSAE.from_pretrained(out / f"seed-{seed}") for seed in (0, 1)]
+    assert sorted(os.listdir(out)) == ["mixture-image0_text1", "mixture-image1_text1"]
+    models = [cedar_hf.TopKSAE.from_pretrained(out / "mixture-image1_text1" / f"seed-{seed}") for seed in (0, 1)]
     assert [m.config.n_latents for m in models] == [32, 32] and [m.config.k for m in models] == [4, 4]
     assert not torch.allclose(models[0].W_dec, models[1].W_dec)  # different seeds, different dictionaries
+    n_images = sum(1 for i in range(1200) if i % 3 == 0)
     for seed, m in zip((0, 1), models):
         assert m.config.training_data["seed"] == seed and m.config.training_data["mixture"] == "image=1,text=1"
-        assert json.loads((out / f"seed-{seed}" / "metrics.json").read_text())["eval/fvu"] > 0
+        folder = out / "mixture-image1_text1" / f"seed-{seed}"
+        assert json.loads((folder / "metrics.json").read_text())["eval/fvu"] > 0
+        assert m.config.training_data["rows"] < 2 * n_images  # balanced: images (after the eval split) × 2
+    text_only = cedar_hf.TopKSAE.from_pretrained(out / "mixture-image0_text1" / "seed-1")
+    assert text_only.config.training_data["mixture"] == "image=0,text=1"
 
     bad = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "data"), "--architecture", "pca"])
     assert bad.exit_code == 2 and "architecture='pca' is not known" in bad.output

@@ -19,7 +19,8 @@ DESCRIPTION = (
     "`accelerate launch -m cedar_hf.cli train ...`. Examples:\n"
     "  cedar-hf train --data emb/ --architecture cedar --config k=10 parametrization=cayley --max_steps 5000\n"
     "  cedar-hf train --data emb/ --architecture topk --config k=64 expansion_factor=8 --output_dir topk\n"
-    "  cedar-hf train --data emb/ --seeds 0 1 2 --mixture image=1,text=3 --output_dir stability\n"
+    "  cedar-hf train --data emb/ --seeds 0 1 2 --output_dir stability-seeds\n"
+    "  cedar-hf train --data emb/ --mixtures image=1,text=0 image=1,text=1 image=0,text=1 --output_dir by-mixture\n"
     "  cedar-hf train --data emb/ --output_dir run --resume latest"
 )
 ALIASES = {"relu": "relu_sae", "topk": "topk_sae", "batchtopk": "batchtopk_sae", "jumprelu": "jumprelu_sae",
@@ -57,6 +58,12 @@ class TrainCommandArgs:
         default=None,
         metadata={"help": "Train one model per seed (e.g. --seeds 0 1 2), each into output_dir/seed-<s>, for "
                           "stability studies; overrides --seed."},
+    )
+    mixtures: Optional[list[str]] = field(
+        default=None,
+        metadata={"help": "Train one model per image:text mixture (e.g. --mixtures image=1,text=0 image=1,text=1 "
+                          "image=0,text=1), each into output_dir/mixture-<image1_text1>[/seed-<s>]; overrides "
+                          "--mixture."},
     )
 
 
@@ -127,17 +134,29 @@ def run(command: TrainCommandArgs, args) -> list[str]:
     if eval_dataset is None and command.eval_fraction > 0:
         dataset, eval_dataset = split_eval(dataset, command.eval_fraction)
     d_in = EmbeddingStream(dataset, args.embedding_column).dim
-    seeds = command.seeds or [args.seed]
     outputs = []
-    for seed in seeds:
-        run_args: TrainingArgs = replace(args, seed=seed)
-        if command.seeds:
-            run_args = replace(run_args, output_dir=os.path.join(args.output_dir, f"seed-{seed}"))
-        model = build_dictionary(command, d_in, seed)
-        train(model, dataset, run_args, eval_dataset=eval_dataset)
-        outputs.append(run_args.output_dir)
-        _report(run_args.output_dir)
+    for mixture in command.mixtures or [args.mixture]:
+        for seed in command.seeds or [args.seed]:
+            run_args: TrainingArgs = replace(args, seed=seed, mixture=mixture, output_dir=_run_folder(
+                args.output_dir, mixture if command.mixtures else None, seed if command.seeds else None))
+            model = build_dictionary(command, d_in, seed)
+            train(model, dataset, run_args, eval_dataset=eval_dataset)
+            outputs.append(run_args.output_dir)
+            _report(run_args.output_dir)
     return outputs
+
+
+def _run_folder(output_dir: str, mixture: Optional[str], seed: Optional[int]) -> str:
+    """output_dir[/mixture-image1_text3][/seed-<s>]"""
+    from cedar_hf.training.data import parse_mixture
+
+    parts = [output_dir]
+    if mixture is not None:
+        weights = parse_mixture(mixture)
+        parts.append("mixture-" + "_".join(f"{name}{value:g}" for name, value in weights.items()))
+    if seed is not None:
+        parts.append(f"seed-{seed}")
+    return os.path.join(*parts)
 
 
 def _report(output_dir: str) -> None:
