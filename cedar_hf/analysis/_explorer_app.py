@@ -28,8 +28,9 @@ def build_blocks(explorer):
     d = explorer.data
     example_headers = ["code"] + (["modality"] if d.row_modality is not None else []) + ["example"]
     partner_title = "Strongest bridge partners" if d.partners is not None else "Nearest concept directions"
-    partner_headers = ["#", "concept", "bridge score" if d.partners is not None else "cosine", "modality"]
-    table_headers = ["#", "concept", "energy", "modality"]
+    modality_header = ["modality"] if d.scores is not None else []
+    partner_headers = ["#", "concept", "bridge score" if d.partners is not None else "cosine"] + modality_header
+    table_headers = ["#", "concept", "energy"] + modality_header
 
     with gr.Blocks(title="cedar-hf explorer", analytics_enabled=False) as app:
         gr.Markdown("# cedar-hf concept explorer")
@@ -44,7 +45,8 @@ def build_blocks(explorer):
                                    elem_id="concept-search", submit_btn=True)
                 results = gr.Dataframe(value=explorer.search(""), headers=table_headers, interactive=False,
                                        label="Concepts (by energy) — click a row", max_height=520,
-                                       elem_id="concept-results", wrap=True, column_widths=["12%", "44%", "18%", "26%"])
+                                       elem_id="concept-results", wrap=True,
+                                       column_widths=["12%", "44%", "18%", "26%"] if modality_header else ["15%", "60%", "25%"])
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 card = gr.Markdown(elem_classes=["concept-card"], elem_id="concept-card")
@@ -56,7 +58,7 @@ def build_blocks(explorer):
             with gr.Column(scale=2):
                 partners = gr.Dataframe(headers=partner_headers, interactive=False, wrap=True,
                                         label=f"{partner_title} — click a row", elem_id="concept-partners",
-                                        column_widths=["12%", "38%", "20%", "30%"])
+                                        column_widths=["12%", "38%", "20%", "30%"] if modality_header else ["15%", "60%", "25%"])
 
         outputs = [card, examples, gallery, partners, concept_map, selected]
 
@@ -70,7 +72,7 @@ def build_blocks(explorer):
         def on_search(text: str):
             hits = explorer.search(text)
             shown = explorer.show(hits[0][0]) if hits else tuple(gr.skip() for _ in outputs)
-            return (hits or [[None, "no concept matches", None, None]], *shown)
+            return (hits or [[None, "no concept matches"] + [None] * (len(table_headers) - 2)], *shown)
 
         concept_map.select(on_map_select, None, outputs)
         results.select(on_row_select, None, outputs)

@@ -42,23 +42,25 @@ class ConceptExplorer:
         fig.subplots_adjust(left=0.02, right=0.86, bottom=0.03, top=0.93)
         relative = d.energy / max(d.energy.max(), np.finfo(float).tiny)
         sizes = 6 + 260 * np.sqrt(relative)
-        order = np.argsort(-sizes, kind="stable")  # large points behind small ones
+        alive = d.energy > 0
+        order = [i for i in np.argsort(-sizes, kind="stable") if alive[i]]  # large points behind small ones
         if d.scores is not None:
             colors, cmap, vmin, vmax = np.nan_to_num(d.scores, nan=0.5), "coolwarm", 0.0, 1.0
             label = f"modality score   (0 = {d.modality_names[1]} only, 1 = {d.modality_names[0]} only)"
         else:
-            colors, cmap, vmin, vmax = np.log10(d.energy + 1e-12), "viridis", None, None
-            label = "log10 energy"
+            colors = np.log10(np.where(alive, d.energy, 1.0))
+            cmap, vmin, vmax, label = "viridis", colors[alive].min() if alive.any() else 0, None, "log10 energy"
         points = ax.scatter(d.layout[order, 0], d.layout[order, 1], s=sizes[order], c=colors[order], cmap=cmap,
                             vmin=vmin, vmax=vmax, alpha=0.8, linewidths=0.3, edgecolors="#333333")
-        dead = d.energy == 0
-        if dead.any():
-            ax.scatter(d.layout[dead, 0], d.layout[dead, 1], s=6, c="#bbbbbb", linewidths=0)
+        if not alive.all():
+            ax.scatter(d.layout[~alive, 0], d.layout[~alive, 1], s=6, c="#bbbbbb", linewidths=0,
+                       label=f"never active ({int((~alive).sum())})")
+            ax.legend(loc="lower right", fontsize=8, frameon=False)
         colorbar = fig.colorbar(points, ax=ax, fraction=0.04, pad=0.02)
         colorbar.set_label(label)
         ax.set_title(f"{d.n_latents} concepts of {d.title}: UMAP of directions, size = energy (click a point)",
                      fontsize=11)
-        for i in np.argsort(-d.energy, kind="stable")[: min(15, d.n_latents)]:  # name the heaviest concepts
+        for i in np.argsort(-d.energy, kind="stable")[: min(15, int(alive.sum()))]:  # name the heaviest concepts
             ax.annotate(d.labels[i], d.layout[i], fontsize=8, color="#222222", xytext=(4, 4),
                         textcoords="offset points", alpha=0.85)
         ax.set_xticks([]), ax.set_yticks([])
@@ -114,7 +116,7 @@ class ConceptExplorer:
 
     def search(self, query: str = "", limit: int = 50) -> list[list]:
         """Concepts whose name or alternatives contain `query` (or whose number is `query`), by energy.
-        Rows: `[concept, name, energy, modality]`."""
+        Rows: `[concept, name, energy, modality]` (no modality column when the data has no modalities)."""
         d = self.data
         query = (query or "").strip().lower().lstrip("#")
         if not query:
@@ -125,7 +127,8 @@ class ConceptExplorer:
             hits = [i for i in range(d.n_latents)
                     if query in d.labels[i].lower() or any(query in name.lower() for name, _ in d.alternatives[i])]
         hits.sort(key=lambda i: -d.energy[i])
-        return [[i, d.labels[i], float(f"{d.energy[i]:.4g}"), self._modality_text(i)] for i in hits[:limit]]
+        return [[i, d.labels[i], float(f"{d.energy[i]:.4g}")] + ([self._modality_text(i)] if d.scores is not None else [])
+                for i in hits[:limit]]
 
     def card(self, i: int) -> str:
         """Markdown: name, number, energy and its rank, modality score, alternatives."""
@@ -164,7 +167,8 @@ class ConceptExplorer:
             pairs = zip(d.partners[i], d.partner_scores[i])
         else:
             pairs = zip(d.neighbors[i], d.neighbor_cos[i])
-        return [[int(j), d.labels[j], float(f"{s:.4g}"), self._modality_text(int(j))] for j, s in pairs]
+        return [[int(j), d.labels[j], float(f"{s:.4g}")] + ([self._modality_text(int(j))] if d.scores is not None else [])
+                for j, s in pairs]
 
     def show(self, concept) -> tuple:
         """Everything the page shows for one concept: `(card, examples, gallery, partners, map, concept)`."""
