@@ -91,3 +91,30 @@ def test_explain_an_image_shows_the_sparse_caption(blip, tmp_path):
     assert explanation.latents == top.tolist()
     path = explanation.plot(tmp_path / "fig3.png")
     assert path.stat().st_size > 5000
+
+
+def test_caption_command(blip, tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    backbone, dictionary, images, _ = blip
+    dictionary.config.backbone = backbone.name_or_path
+    dictionary.save_pretrained(tmp_path / "dict")
+    paths = []
+    for i, image in enumerate(images[:2]):
+        image.save(tmp_path / f"im{i}.png")
+        paths.append(str(tmp_path / f"im{i}.png"))
+    result = CliRunner().invoke(app, ["caption", *paths, "--model", str(tmp_path / "dict"), "--k", "8",
+                                      "--samples", "3", "--temperature", "0.3", "--steer", "5=4"])
+    assert result.exit_code == 0, result.output
+    dense = backbone.caption(images[:2], max_new_tokens=30)
+    sparse = sparse_captions(backbone, dictionary, images[:2], k=8)
+    steered = steer(backbone, dictionary, images[:2], 5, delta=4.0, k=8)
+    for i in range(2):
+        assert f"dense caption:       {dense[i]}" in result.output
+        assert f"sparse caption (k=8): {sparse[i]}" in result.output
+        assert f"steered 5 +4: {steered[i]}" in result.output
+    assert result.output.count("recurring words") == 2 and result.output.count("sample 3") == 2
+    bad = CliRunner().invoke(app, ["caption", paths[0], "--model", str(tmp_path / "dict"), "--steer", "oops"])
+    assert bad.exit_code != 0 and "NAME=DELTA" in bad.output

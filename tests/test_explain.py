@@ -37,7 +37,9 @@ def test_explanation_matches_the_codes_and_renders(named, tmp_path):
     explanation = explain(model, x, k=3)
     codes = model.encode(x[None], k=3)[0].detach()
     assert explanation.latents == codes.abs().argsort(descending=True)[:3].tolist()
-    assert explanation.coefficients == pytest.approx([float(codes[i]) for i in explanation.latents])
+    signs = [e["sign"] for e in model.concept_names["names"]]
+    assert explanation.coefficients == pytest.approx([signs[i] * float(codes[i]) for i in explanation.latents])
+    assert all(c > 0 for c in explanation.coefficients)  # the planted words are present: "more of" each name
     abs_coefs = [abs(c) for c in explanation.coefficients]
     assert abs_coefs == sorted(abs_coefs, reverse=True)
     table = str(explanation)
@@ -68,11 +70,12 @@ def test_top_activating_examples_carry_the_concept(named, tmp_path):
     cos = atoms @ model.rotation.detach().T
     word = 7
     latent = int(cos[word].abs().argmax())
-    sign = float(torch.sign(cos[word, latent]))
-    top = top_activating(model, ds, latents=[latent], n=5, negative=sign < 0, progress=False)[latent]
+    top = top_activating(model, ds, latents=[latent], n=5, progress=False)[latent]
     assert len(top) == 5
-    for entry in top:
-        assert f"planted{word}" in entry["text"].split() and support[entry["row"], word] * sign > 0.5
+    for entry in top:  # the rows that carry the named word (positively), whatever the sign of the learned axis
+        assert f"planted{word}" in entry["text"].split() and support[entry["row"], word] > 0.5
+    other = top_activating(model, ds, latents=[latent], n=5, opposite=True, progress=False)[latent]
+    assert all(support[e["row"], word] < -0.5 and e["value"] < 0 for e in other)
     values = [abs(e["value"]) for e in top]
     assert values == sorted(values, reverse=True)
     text = format_top_examples({latent: top}, model)
@@ -97,3 +100,26 @@ def test_top_examples_image_grid(named, tmp_path):
     out = plot_top_examples(top, ds, tmp_path / "grid.png", model)
     grid = np.asarray(Image.open(out))
     assert grid.shape[0] > 8 * 50  # one row of images per latent (8 latents)
+
+
+def test_explain_command_top_examples(named, tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    model, _, _, atoms = named
+    ds, _ = planted_dataset(model, atoms)
+    model.save_pretrained(tmp_path / "dict")
+    ds.save_to_disk(str(tmp_path / "emb"))
+    cos = atoms @ model.rotation.detach().T
+    latent = int(cos[7].abs().argmax())
+    name = "planted7"
+    result = CliRunner().invoke(app, ["explain", "--model", str(tmp_path / "dict"), "--top-examples",
+                                      str(tmp_path / "emb"), "--concept", name, "--n", "4", "--output-dir",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"planted7 (latent {latent})" in result.output
+    assert result.output.count("planted7") >= 5  # the heading and the four top rows, each containing the word
+    assert (tmp_path / "out" / "top_examples.png").exists()
+    missing = CliRunner().invoke(app, ["explain", "--model", str(tmp_path / "dict")])
+    assert missing.exit_code != 0 and "--top-examples" in missing.output

@@ -204,3 +204,19 @@ def test_packaged_card_templates_match_the_repository_ones():
     assert names == ["dataset_card.md", "dictionary_card.md"]
     for name in names:  # the wheel ships the copies: keep them identical (cp model_cards/*.md cedar_hf/resources/model_cards/)
         assert (top / name).read_text() == (packaged / name).read_text(), name
+
+
+def test_push_command(model_folder, fake_hub, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    result = CliRunner().invoke(app, ["push", str(model_folder), "user/cli-push", "--token", TOKEN, "--private"])
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    assert fake_hub["create_repo"][0][0] == "user/cli-push" and fake_hub["create_repo"][0][1]["private"] is True
+    assert (fake_hub["uploaded"] / "README.md").exists()
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    failed = CliRunner().invoke(app, ["push", str(model_folder), "user/cli-push"])
+    assert failed.exit_code == 1 and "No Hugging Face token" in failed.output

@@ -7,7 +7,7 @@ import torch
 
 import cedar_hf
 from cedar_hf.interpret import load_vocabulary, name_concepts
-from cedar_hf.interpret.naming import concept_name, find_latents
+from cedar_hf.interpret.naming import codes_can_be_negative, concept_name, concept_sign, find_latents
 
 from builders import build_model
 from interpret_helpers import WordBackbone, planted_cedar, planted_word_world
@@ -30,11 +30,12 @@ def test_trained_cedar_on_planted_words_names_every_latent(planted):
         d = int(cos[w].abs().argmax())
         assert abs(float(cos[w, d])) > 0.99  # the fit recovered the atom (up to the sign of the axis)
         matched.add(d)
-        # CEDAR axes have two ends: the word names the end the learned coordinate points to.
-        end = entries[d]["name"] if cos[w, d] > 0 else entries[d]["negative"]["name"]
-        assert end == word, (d, entries[d])
-        assert concept_name(model, d, float(cos[w, d])) == word
+        # the sign of a learned CEDAR axis is arbitrary: the axis is named by its better end, `sign` says which
+        assert entries[d]["name"] == word and entries[d]["sign"] == (1 if cos[w, d] > 0 else -1), entries[d]
+        assert concept_name(model, d) == word and concept_sign(model, d) == entries[d]["sign"]
+        assert concept_name(model, d, -1.0) == entries[d]["opposite"]["name"] != word
     assert matched == set(range(32))  # every latent is a planted word, each named once
+    assert names["signed"] is True and {e["sign"] for e in entries} == {-1, 1}  # both orientations occurred
 
 
 def test_names_carry_sorted_alternatives_and_metadata(planted):
@@ -46,7 +47,7 @@ def test_names_carry_sorted_alternatives_and_metadata(planted):
         scores = [s for _, s in entry["alternatives"]]
         assert len(scores) == 5 and scores == sorted(scores, reverse=True)
         assert entry["alternatives"][0] == [entry["name"], entry["score"]]
-        assert -1.0 <= entry["negative"]["score"] <= 1.0
+        assert -1.0 <= entry["opposite"]["score"] <= entry["score"] <= 1.0
     assert model.concept_names is names
     assert model.concept_labels[0] == names["names"][0]["name"]
 
@@ -63,6 +64,13 @@ def test_overcomplete_sae_with_word_atoms_is_named(planted):
         sae.set_normalization(torch.zeros(32), 2.0)
     names = name_concepts(sae, backbone, vocabulary)
     assert [e["name"] for e in names["names"]] == [planted_words[int(w)] for w in words]
+    assert names["signed"] is False and all(e["sign"] == 1 and "opposite" not in e for e in names["names"])
+
+
+def test_signed_codes_are_probed_from_the_model():
+    assert codes_can_be_negative(build_model("cedar", d_in=16))
+    for model_type in ("topk_sae", "relu_sae", "batchtopk_sae", "jumprelu_sae", "matryoshka_sae"):
+        assert not codes_can_be_negative(build_model(model_type, d_in=16)), model_type
 
 
 def test_prompt_is_applied_and_center_options(planted):
@@ -126,3 +134,24 @@ def test_minilm_word_atoms_are_named():
         sae.W_dec.copy_(atoms)
     names = name_concepts(sae, vocabulary=vocabulary, vocabulary_embeddings=embeddings)
     assert [e["name"] for e in names["names"]] == [vocabulary[int(i)] for i in planted]
+
+
+def test_name_command_with_a_tiny_text_encoder(tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+    from tiny_backbones import WORDS, build_tiny_text_encoder
+
+    encoder = build_tiny_text_encoder(tmp_path / "bert")  # 24-d
+    model = build_model("cedar", d_in=24, k=4, init_std=0.2, backbone=encoder, embedding_site="text_embeds")
+    model.save_pretrained(tmp_path / "dict")
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(dict.fromkeys(WORDS[10:60])))
+    result = CliRunner().invoke(app, ["name", str(tmp_path / "dict"), "--vocabulary", str(words), "--show", "3"])
+    assert result.exit_code == 0, result.output
+    assert "named 24 latents" in result.output and len(result.output.strip().splitlines()) == 4
+    loaded = cedar_hf.CedarModel.from_pretrained(tmp_path / "dict")
+    assert set(loaded.concept_labels) <= set(WORDS[10:60])
+    # the CLI names exactly as the API does
+    expected = name_concepts(model, cedar_hf.load_backbone(encoder), words, progress=False)
+    assert loaded.concept_names["names"] == expected["names"]

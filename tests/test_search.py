@@ -1,6 +1,7 @@
 """Concept search over an embedding dataset's codes, by concept names or by an example."""
 
 import builtins
+import re
 
 import pytest
 import torch
@@ -40,13 +41,13 @@ def test_search_by_concept_names(world):
         index.search()
 
 
-def test_search_by_negative_end_name(world):
+def test_search_by_the_opposite_end_name(world):
     model, _, ds, support = world
     entry = model.concept_names["names"][0]
-    negative_word = int(entry["negative"]["name"].removeprefix("planted"))
+    word = int(entry["name"].removeprefix("planted"))
     index = ConceptIndex(model, ds, k=3, progress=False)
-    results = index.search(concepts=[entry["negative"]["name"]], n=5)
-    assert all(support[r["row"], negative_word] > 0.5 for r in results)
+    results = index.search(concepts=[entry["opposite"]["name"]], n=5)
+    assert len(results) == 5 and all(support[r["row"], word] < -0.5 for r in results)  # the other end of the axis
 
 
 def test_search_by_example_finds_the_row_itself(world):
@@ -79,3 +80,20 @@ def test_reconstruction_space_without_faiss_gives_the_same_answer(world, monkeyp
     a, b = with_faiss.search(example=x, n=5), without.search(example=x, n=5)
     assert [r["row"] for r in a] == [r["row"] for r in b]
     assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
+
+
+def test_search_command(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    model, _, ds, support = world
+    model.save_pretrained(tmp_path / "dict")
+    ds.select(range(500)).save_to_disk(str(tmp_path / "emb"))
+    result = CliRunner().invoke(app, ["search", "--model", str(tmp_path / "dict"), "--data", str(tmp_path / "emb"),
+                                      "--concept", "planted2", "--n", "4"])
+    assert result.exit_code == 0, result.output
+    lines = re.findall(r"\b\d+\.\s+[+-]\d+\.\d+\s+(.*)", result.output)
+    assert len(lines) == 4 and all("planted2" in line.split() for line in lines)
+    both = CliRunner().invoke(app, ["search", "--model", str(tmp_path / "dict"), "--data", str(tmp_path / "emb")])
+    assert both.exit_code != 0 and "--concept" in both.output

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .naming import concept_name
+from .naming import concept_name, concept_sign
 
 
 def top_activating(
@@ -19,7 +19,7 @@ def top_activating(
     latents: Optional[Sequence[int]] = None,
     n: int = 9,
     k: Optional[int] = None,
-    negative: bool = False,
+    opposite: bool = False,
     codes=None,
     progress: bool = True,
 ) -> dict[int, list[dict]]:
@@ -29,12 +29,13 @@ def top_activating(
         data: an embedding dataset (folder, `datasets.Dataset` with `embedding`, optionally `id`, `text`,
             `modality`, `label`, `image`) or a tensor.
         latents: which latents; None: the 8 with the highest energy (mean |code|).
-        negative: rank by the most negative coefficient instead (the other end of a signed CEDAR axis).
+        opposite: rank by the other end of a signed (CEDAR) axis: the most negative oriented coefficients.
         codes: precomputed sparse codes `(N, n_latents)` (from `cedar_hf.analysis.codes.compute_codes`).
 
     Returns:
-        `{latent: [{"row", "value", "id", "text", "modality", "label"}, ...]}` (missing columns are None),
-        strongest first; rows where the latent is inactive are left out.
+        `{latent: [{"row", "value", "id", "text", "modality", "label"}, ...]}` (missing columns are None), value =
+        the oriented coefficient `sign · code` (see `name_concepts`), strongest first; rows where the latent is
+        inactive (or on the other end) are left out.
     """
     from cedar_hf.analysis.codes import compute_codes, load_dataset
     from cedar_hf.analysis.energy import concept_energy, top_concepts
@@ -53,14 +54,15 @@ def top_activating(
     result = {}
     for latent in latents:
         column = csc.getcol(int(latent))
-        rows, values = column.indices, column.data * (-1.0 if negative else 1.0)
+        orientation = concept_sign(dictionary, int(latent)) * (-1.0 if opposite else 1.0)
+        rows, values = column.indices, column.data * orientation
         keep = values > 0
         rows, values = rows[keep], values[keep]
         order = np.argsort(-values, kind="stable")[:n]
         entries = []
         for row, value in zip(rows[order].tolist(), values[order].tolist()):
             record = dataset[int(row)] if dataset is not None else {}
-            entries.append({"row": row, "value": (-value if negative else value),
+            entries.append({"row": row, "value": (-value if opposite else value),
                             **{key: (record.get(key) if key in columns else None)
                                for key in ("id", "text", "modality", "label")}})
         result[int(latent)] = entries
@@ -71,8 +73,8 @@ def format_top_examples(top: dict[int, list[dict]], dictionary=None, max_chars: 
     """The top examples as a text list (one block per latent, named when the dictionary has names)."""
     blocks = []
     for latent, entries in top.items():
-        sign = entries[0]["value"] if entries else 1.0
-        name = concept_name(dictionary, latent, sign) if dictionary is not None else f"latent {latent}"
+        value = entries[0]["value"] if entries else 1.0
+        name = concept_name(dictionary, latent, value) if dictionary is not None else f"latent {latent}"
         lines = [f"{name} (latent {latent})"]
         for entry in entries:
             text = entry["text"] or entry["id"] or f"row {entry['row']}"
@@ -128,7 +130,8 @@ def plot_top_examples(
                 if c < len(entries):
                     ax.imshow(images[(latent, c)])
                     ax.set_title(f"{entries[c]['value']:+.2f}", fontsize=7)
-            name = concept_name(dictionary, latent, 1.0) if dictionary is not None else f"latent {latent}"
+            value = entries[0]["value"] if entries else 1.0
+            name = concept_name(dictionary, latent, value) if dictionary is not None else f"latent {latent}"
             axes[r][0].text(-0.1, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=9)
     else:
         text = format_top_examples(top, dictionary, max_chars=90)

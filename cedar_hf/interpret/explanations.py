@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .naming import concept_name
+from .naming import concept_name, concept_sign
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -29,8 +29,9 @@ class Explanation:
 
     Attributes:
         source: what was explained (the text, the image path, or "embedding").
-        latents / names / coefficients: the active latents, their readable names (the name of the axis end the
-            coefficient points to) and their coefficients, sorted by |coefficient|.
+        latents / names / coefficients: the active latents, their names and their coefficients oriented by the
+            name (`sign · code`, see `name_concepts`: positive means "more of the named concept"), sorted by
+            |coefficient|.
         k: active latents requested. reconstruction_cosine: cos(x, x̂) of the sparse reconstruction.
         caption: the caption generated from sparse visual tokens (BLIP-style backbones), when there is one.
     """
@@ -189,8 +190,8 @@ def _one(dictionary, code: torch.Tensor, source: str, k, cosine: float, caption)
     order = active[code[active].abs().argsort(descending=True)]
     if k is not None:
         order = order[:k]  # token codes averaged over tokens can have more than k non-zeros
-    coefs = [float(code[i]) for i in order]
-    names = [concept_name(dictionary, int(i), c) for i, c in zip(order, coefs)]
+    coefs = [concept_sign(dictionary, int(i)) * float(code[i]) for i in order]  # oriented: > 0 = more of the name
+    names = [concept_name(dictionary, int(i)) for i in order]
     return Explanation(source, [int(i) for i in order], names, coefs, k, cosine, caption)
 
 

@@ -17,8 +17,11 @@ with `μ` (the `center` argument):
 - a tensor: an explicit mean (e.g. the text mean of an embedding dataset, from `cedar_hf.data.read_metadata`).
 - `"none"`: plain `cos(c_i, t_j)`, the paper's formula, correct only when the embeddings are centred already.
 
-For signed codes (CEDAR) an axis has two ends: a negative coefficient points along `−c_i`. Each latent therefore
-also records the best word for its negative end (`negative`); explanations use it for negative coefficients.
+For signed codes (CEDAR) an axis has two ends, and the sign of a learned axis is arbitrary (the loss does not
+change when a row of U flips). Each axis is therefore named by the better of its two ends: `sign = +1` when the best
+word matches `c_i`, `−1` when it matches `−c_i`; the best word of the other end is kept as `opposite`. Explanations
+show `sign · code`, so a positive bar always means "more of the named concept". Codes that cannot be negative (the
+SAEs) are named by `c_i` alone (`sign = +1`); which case applies is probed from the dictionary, never from its type.
 """
 
 from __future__ import annotations
@@ -93,6 +96,31 @@ def concept_similarities(directions: torch.Tensor, vocabulary_embeddings: torch.
     return torch.nn.functional.normalize(directions.float(), dim=-1) @ words.T
 
 
+def codes_can_be_negative(dictionary, n: int = 64) -> bool:
+    """Probe (no data needed): encode points scattered around `decode(0)` along ± every concept direction and see
+    whether any code comes out negative. True for CEDAR's signed codes, False for ReLU/TopK-style SAEs."""
+    with torch.no_grad():
+        directions = dictionary.concept_directions.detach().float()
+        origin = dictionary.decode(torch.zeros(1, directions.shape[0], dtype=directions.dtype, device=directions.device))
+        g = torch.Generator(device="cpu").manual_seed(0)
+        mix = torch.randn(n, directions.shape[0], generator=g).to(directions)
+        x = origin + mix @ directions
+        return bool((dictionary.encode(x) < 0).any())
+
+
+def _entry(latent: int, sims: torch.Tensor, words: Sequence[str], top_k: int, signed: bool) -> dict:
+    """The naming record of one latent from its `(V,)` cosines to the vocabulary."""
+    best, worst = sims.topk(top_k), (-sims).topk(top_k)
+    sign = -1 if signed and float(worst.values[0]) > float(best.values[0]) else 1
+    named, other = (worst, best) if sign < 0 else (best, worst)
+    alternatives = [[words[int(j)], round(float(v), 4)] for v, j in zip(named.values, named.indices)]
+    entry = {"latent": latent, "name": alternatives[0][0], "score": alternatives[0][1], "sign": sign,
+             "alternatives": alternatives}
+    if signed:
+        entry["opposite"] = {"name": words[int(other.indices[0])], "score": round(float(other.values[0]), 4)}
+    return entry
+
+
 def _describe(vocabulary_source: Any, size: int) -> str:
     if vocabulary_source is None or vocabulary_source == "default":
         return f"cedar-hf default ({DEFAULT_VOCABULARY}, {size} entries)"
@@ -110,6 +138,7 @@ def name_concepts(
     center: Union[str, torch.Tensor] = "vocabulary",
     top_k: int = 5,
     vocabulary_embeddings: Optional[torch.Tensor] = None,
+    signed: Optional[bool] = None,
     batch_size: int = 256,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -125,11 +154,14 @@ def name_concepts(
             default; see the module docstring for why), "none", or an explicit mean vector.
         top_k: how many alternatives (name, cosine) to keep per latent, best first.
         vocabulary_embeddings: precomputed `(len(vocabulary), d)` embeddings (skips the backbone).
+        signed: whether codes can be negative (CEDAR). Then each axis is named by the better of its two ends and
+            `sign` records which end (see the module docstring). None: probed from the dictionary itself.
 
     Returns:
-        `{"format", "vocabulary", "prompt", "backbone", "center", "names": [{"latent", "name", "score",
-        "alternatives": [[name, score], ...], "negative": {"name", "score"}}, ...]}`; it is saved with the
-        dictionary (`concept_names.json`) by `save_pretrained` and `push_to_hub`.
+        `{"format", "vocabulary", "prompt", "backbone", "center", "signed", "names": [{"latent", "name", "score",
+        "sign", "alternatives": [[name, score], ...], "opposite": {"name", "score"}}, ...]}` (`opposite`, the
+        best word for the other end, only for signed codes); it is saved with the dictionary
+        (`concept_names.json`) by `save_pretrained` and `push_to_hub`.
     """
     words = load_vocabulary(vocabulary)
     if isinstance(center, str) and center not in CENTERS:
@@ -143,46 +175,46 @@ def name_concepts(
         raise ValueError(
             f"vocabulary_embeddings has {vocabulary_embeddings.shape[0]} rows for a vocabulary of {len(words)}"
         )
+    signed = codes_can_be_negative(dictionary) if signed is None else bool(signed)
     with torch.no_grad():
         directions = dictionary.concept_directions.detach().float().cpu()
         top_k = min(top_k, len(words))
         names = []
         for start in range(0, directions.shape[0], 1024):  # (1024, V) at a time: bounded memory for big SAEs
             sims = concept_similarities(directions[start : start + 1024], vocabulary_embeddings, center)
-            best = sims.topk(top_k, dim=-1)
-            worst = sims.min(dim=-1)
-            for row in range(sims.shape[0]):
-                alternatives = [[words[j], round(float(s), 4)] for s, j in zip(best.values[row], best.indices[row])]
-                names.append({
-                    "latent": start + row,
-                    "name": alternatives[0][0],
-                    "score": alternatives[0][1],
-                    "alternatives": alternatives,
-                    "negative": {"name": words[int(worst.indices[row])], "score": round(-float(worst.values[row]), 4)},
-                })
+            names += [_entry(start + row, sims[row], words, top_k, signed) for row in range(sims.shape[0])]
     concept_names = {
         "format": NAMES_FORMAT,
         "vocabulary": _describe(vocabulary, len(words)),
         "prompt": prompt,
         "backbone": getattr(backbone, "name_or_path", None) if backbone is not None else None,
         "center": center if isinstance(center, str) else "given mean",
+        "signed": signed,
         "names": names,
     }
     dictionary.concept_names = concept_names
     return concept_names
 
 
-def concept_name(dictionary, latent: int, coefficient: float = 1.0) -> str:
-    """The readable name of one end of a latent: its name for a positive coefficient, the name of its negative
-    end (prefixed "−" when unknown) for a negative one."""
-    entries = {int(e["latent"]): e for e in (dictionary.concept_names or {}).get("names", [])}
-    entry = entries.get(int(latent))
-    if entry is None:
-        return f"latent {latent}" if coefficient >= 0 else f"−latent {latent}"
-    if coefficient >= 0:
-        return entry["name"]
-    negative = entry.get("negative")
-    return negative["name"] if negative else f"−{entry['name']}"
+def concept_sign(dictionary, latent: int) -> int:
+    """+1 when the latent's name describes its concept direction, −1 when it describes the opposite end (signed
+    codes only; see `name_concepts`). Displayed coefficients are `sign · code`, so positive means "more of it"."""
+    for entry in (dictionary.concept_names or {}).get("names", []):
+        if int(entry["latent"]) == int(latent):
+            return int(entry.get("sign", 1))
+    return 1
+
+
+def concept_name(dictionary, latent: int, value: float = 1.0) -> str:
+    """The readable name of a latent (`latent i` when it has none). With a negative oriented `value`
+    (`sign · code`), the name of the other end: its `opposite` word when known, else "−name"."""
+    name = dictionary.concept_labels[int(latent)]
+    if value >= 0:
+        return name
+    for entry in (dictionary.concept_names or {}).get("names", []):
+        if int(entry["latent"]) == int(latent) and entry.get("opposite"):
+            return entry["opposite"]["name"]
+    return f"−{name}"
 
 
 def find_latents(dictionary, names: Union[str, Sequence[str]]) -> list[int]:
@@ -200,5 +232,5 @@ def find_latents(dictionary, names: Union[str, Sequence[str]]) -> list[int]:
     return found
 
 
-__all__ = ["name_concepts", "embed_vocabulary", "concept_similarities", "concept_name", "find_latents",
-           "resolve_backbone", "NAMES_FORMAT"]
+__all__ = ["name_concepts", "embed_vocabulary", "codes_can_be_negative", "concept_similarities", "concept_name",
+           "concept_sign", "find_latents", "resolve_backbone", "NAMES_FORMAT"]

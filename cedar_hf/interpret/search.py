@@ -6,7 +6,7 @@
 
 Two spaces:
 - `"codes"` (default): rows are compared through their k-sparse codes. A concept query scores a row by the sum of
-  its coefficients on the named latents (the negative end of a signed axis counts with a minus sign); an example
+  its coefficients on the named latents, oriented by each name (see `name_concepts`); an example
   query by the cosine between sparse codes. Both are exact sparse products over `N·k` non-zeros (scipy), which
   beats any approximate kNN index at these sizes, so no index library is used here.
 - `"reconstruction"`: an example query compares dense reconstructions `x̂` by cosine — a dense kNN problem, served
@@ -25,7 +25,8 @@ SPACES = ("codes", "reconstruction")
 
 
 def resolve_concepts(dictionary, concepts: Union[str, int, Sequence[Union[str, int]]]) -> list[tuple[int, float]]:
-    """(latent, sign) for each concept: a latent index, a name (`name`, +1) or a negative-end name (−1)."""
+    """(latent, direction) per concept: the code direction (±1) in which the concept grows. A name counts with its
+    axis' `sign` (see `name_concepts`), an `opposite` name with the other sign, a latent index with +1."""
     concepts = [concepts] if isinstance(concepts, (str, int)) else list(concepts)
     entries = (dictionary.concept_names or {}).get("names", [])
     labels = dictionary.concept_labels
@@ -37,8 +38,11 @@ def resolve_concepts(dictionary, concepts: Union[str, int, Sequence[Union[str, i
                 raise ValueError(f"latent {latent} is out of range [0, {len(labels)})")
             resolved.append((latent, 1.0))
             continue
-        found = [(i, 1.0) for i, label in enumerate(labels) if label == concept]
-        found += [(int(e["latent"]), -1.0) for e in entries if (e.get("negative") or {}).get("name") == concept]
+        found = [(int(e["latent"]), float(e.get("sign", 1))) for e in entries if e["name"] == concept]
+        found += [(int(e["latent"]), -float(e.get("sign", 1))) for e in entries
+                  if (e.get("opposite") or {}).get("name") == concept]
+        if not found:  # unnamed dictionaries: "latent i" labels
+            found = [(i, 1.0) for i, label in enumerate(labels) if label == concept]
         (resolved.extend(found) if found else missing.append(concept))
     if missing:
         raise ValueError(f"no latent is named {missing}; known names include {labels[:8]}")

