@@ -140,7 +140,8 @@ def test_bridge_matrix_matches_direct_computation():
     off = direct.copy()
     np.fill_diagonal(off, -np.inf)
     order = np.argsort(-off, axis=None)[:5]
-    assert [(t["image_concept"], t["text_concept"]) for t in top] == [tuple(np.unravel_index(o, off.shape)) for o in order]
+    expected = [tuple(np.unravel_index(o, off.shape)) for o in order]
+    assert [(t["image_concept"], t["text_concept"]) for t in top] == expected
     assert [t["score"] for t in top] == pytest.approx(off.ravel()[order].tolist())
 
     partners, scores = analysis.bridge_partners(z_img, z_txt, atoms, per_concept=3, block_size=2, progress=False)

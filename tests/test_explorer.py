@@ -147,7 +147,8 @@ def test_image_folder_ids_resolve_against_the_recorded_root(tmp_path):
     dataset = _dataset(n=6, with_modality=False).select(range(6))
     dataset = dataset.remove_columns(["id", "text"]).add_column("id", ids)
     dataset.save_to_disk(str(tmp_path / "data"))
-    (tmp_path / "data" / "cedar_metadata.json").write_text(json.dumps({"source": f"image folder {tmp_path / 'images'}"}))
+    metadata = {"source": f"image folder {tmp_path / 'images'}"}
+    (tmp_path / "data" / "cedar_metadata.json").write_text(json.dumps(metadata))
     explorer = ConceptExplorer(prepare_explorer_data(_named_model(), str(tmp_path / "data"), progress=False))
     concept = int(np.argmax(explorer.data.energy))
     rows = [int(r) for r in explorer.data.top_rows[concept]]

@@ -74,8 +74,8 @@ def _card(page) -> str:
 
 def _wait_text(page, selector: str, text: str):
     """Wait until the element (once rendered) shows `text`."""
-    page.wait_for_function("([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }",
-                           arg=[selector, text], timeout=30000)
+    script = "([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }"
+    page.wait_for_function(script, arg=[selector, text], timeout=30000)
 
 
 def _wait_card(page, text: str):

@@ -31,6 +31,7 @@ def build_blocks(explorer):
     modality_header = ["modality"] if d.scores is not None else []
     partner_headers = ["#", "concept", "bridge score" if d.partners is not None else "cosine"] + modality_header
     table_headers = ["#", "concept", "energy"] + modality_header
+    widths = ["12%", "40%", "20%", "28%"] if modality_header else ["15%", "60%", "25%"]
 
     with gr.Blocks(title="cedar-hf explorer", analytics_enabled=False) as app:
         gr.Markdown("# cedar-hf concept explorer")
@@ -46,7 +47,7 @@ def build_blocks(explorer):
                 results = gr.Dataframe(value=explorer.search(""), headers=table_headers, interactive=False,
                                        label="Concepts (by energy) — click a row", max_height=520,
                                        elem_id="concept-results", wrap=True,
-                                       column_widths=["12%", "44%", "18%", "26%"] if modality_header else ["15%", "60%", "25%"])
+                                       column_widths=widths)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 card = gr.Markdown(elem_classes=["concept-card"], elem_id="concept-card")
@@ -58,7 +59,7 @@ def build_blocks(explorer):
             with gr.Column(scale=2):
                 partners = gr.Dataframe(headers=partner_headers, interactive=False, wrap=True,
                                         label=f"{partner_title} — click a row", elem_id="concept-partners",
-                                        column_widths=["12%", "38%", "20%", "30%"] if modality_header else ["15%", "60%", "25%"])
+                                        column_widths=widths)
 
         outputs = [card, examples, gallery, partners, concept_map, selected]
 

@@ -114,6 +114,11 @@ class ConceptExplorer:
             f"mostly {a}" if score > 0.5 else f"mostly {b}")
         return f"{score:.2f} ({side})"
 
+    def _row(self, i: int, value: float) -> list:
+        """A table row `[concept, name, value]` plus the modality when the data has modalities."""
+        modality = [self._modality_text(i)] if self.data.scores is not None else []
+        return [i, self.data.labels[i], float(f"{value:.4g}")] + modality
+
     def search(self, query: str = "", limit: int = 50) -> list[list]:
         """Concepts whose name or alternatives contain `query` (or whose number is `query`), by energy.
         Rows: `[concept, name, energy, modality]` (no modality column when the data has no modalities)."""
@@ -127,8 +132,7 @@ class ConceptExplorer:
             hits = [i for i in range(d.n_latents)
                     if query in d.labels[i].lower() or any(query in name.lower() for name, _ in d.alternatives[i])]
         hits.sort(key=lambda i: -d.energy[i])
-        return [[i, d.labels[i], float(f"{d.energy[i]:.4g}")] + ([self._modality_text(i)] if d.scores is not None else [])
-                for i in hits[:limit]]
+        return [self._row(i, d.energy[i]) for i in hits[:limit]]
 
     def card(self, i: int) -> str:
         """Markdown: name, number, energy and its rank, modality score, alternatives."""
@@ -167,8 +171,7 @@ class ConceptExplorer:
             pairs = zip(d.partners[i], d.partner_scores[i])
         else:
             pairs = zip(d.neighbors[i], d.neighbor_cos[i])
-        return [[int(j), d.labels[j], float(f"{s:.4g}")] + ([self._modality_text(int(j))] if d.scores is not None else [])
-                for j, s in pairs]
+        return [self._row(int(j), s) for j, s in pairs]
 
     def show(self, concept) -> tuple:
         """Everything the page shows for one concept: `(card, examples, gallery, partners, map, concept)`."""

@@ -94,15 +94,19 @@ def plot_stability_curves(curves: dict[str, dict[int, float]], path, chance: Opt
 def plot_bridge_pairs(bridge: dict, labels: Sequence[str], path, names=("image", "text"), top: int = 15) -> Path:
     """Bars of the strongest bridges: between two different concepts (left) and a concept with itself (right,
     concepts shared by both modalities), labelled `#i name → #j name`."""
-    panels = [("top", f"Between concepts ({names[0]} side → {names[1]} side)"), ("top_shared", "Shared concepts (same on both sides)")]
+    panels = [("top", f"Between concepts ({names[0]} side → {names[1]} side)"),
+              ("top_shared", "Shared concepts (same on both sides)")]
     panels = [(key, title) for key, title in panels if bridge.get(key)]
     rows = max(len(bridge[key][:top]) for key, _ in panels) if panels else 1
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(7 * max(len(panels), 1), 0.3 * max(rows, 3) + 1.3),
                              squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
         pairs = bridge[key][:top]
-        text = [f"#{p['image_concept']} {labels[p['image_concept']]}"
-                + ("" if key == "top_shared" else f"  →  #{p['text_concept']} {labels[p['text_concept']]}") for p in pairs]
+        def name(i: int) -> str:
+            return f"#{i} {labels[i]}"
+
+        text = [name(p["image_concept"]) + ("" if key == "top_shared" else f"  →  {name(p['text_concept'])}")
+                for p in pairs]
         ax.barh(range(len(pairs)), [p["score"] for p in pairs], color="#ff7f0e" if key == "top" else "#8c564b",
                 edgecolor="#333333", lw=0.4)
         ax.set_yticks(range(len(pairs)), text, fontsize=8)

@@ -137,7 +137,8 @@ def write_figures(result: dict, output_dir) -> list[str]:
         names = modality["names"] if modality else ("image", "text")
         paths.append(plots.plot_bridge_pairs(result["bridge"], result["labels"], out / "bridges.png", names))
     if result.get("stability"):
-        curves = {name: {int(n): v for n, v in entry["curve"].items()} for name, entry in result["stability"]["pairs"].items()}
+        pairs = result["stability"]["pairs"]
+        curves = {name: {int(n): v for n, v in entry["curve"].items()} for name, entry in pairs.items()}
         chance = {int(n): v for n, v in result["stability"]["chance"].items()}
         paths.append(plots.plot_stability_curves(curves, out / "stability.png", chance=chance))
     return [path.name for path in paths]

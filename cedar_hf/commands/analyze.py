@@ -57,7 +57,8 @@ def analyze(
     typer.echo(f"{result['rows']} embeddings, {result['n_latents']} concepts ({result['dead']} never active); "
                f"90% of the energy in the top {result['concepts_for_share']['0.9']}")
     if result.get("modality"):
-        typer.echo(f"energy-weighted modality-classifier accuracy: {result['modality']['energy_weighted_mean_accuracy']:.3f}")
+        accuracy = result["modality"]["energy_weighted_mean_accuracy"]
+        typer.echo(f"energy-weighted modality-classifier accuracy: {accuracy:.3f}")
     bridge = result.get("bridge") or {}
     for entry in bridge.get("top", [])[:5]:
         typer.echo(f"bridge {entry['score']:.4f}: #{entry['image_concept']} {entry['image_label']} -> "
