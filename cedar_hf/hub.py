@@ -111,13 +111,15 @@ def push_dictionary_to_hub(
     revision: Optional[str] = None,
     create_pr: bool = False,
     progress: bool = True,
+    **save_kwargs,
 ):
     """Upload a dictionary to the Hub: `model.safetensors`, `config.json`, `concept_names.json` (when named), the
     model folder's `evaluation.json` / `metrics.json` / `training_args.json`, and a `README.md` model card.
 
     `model.push_to_hub(repo_id, ...)` calls this. The folder is written with `save_pretrained` into a temporary
     directory, the card rendered (see `render_model_card` for `dataset`, `embeddings`, `model_dir`, `license`), then
-    `HfApi.create_repo(exist_ok=True)` + `HfApi.upload_folder` send it in one commit.
+    `HfApi.create_repo(exist_ok=True)` + `HfApi.upload_folder` send it in one commit. `save_kwargs` (e.g.
+    `max_shard_size`) go to `save_pretrained`.
 
     Raises:
         HubPushError: no token, no write access to `repo_id`, or offline mode; the message never contains the token.
@@ -131,7 +133,7 @@ def push_dictionary_to_hub(
     source_dir = _model_dir(model, model_dir)
     card = render_model_card(model, repo_id, dataset, embeddings, source_dir, license, progress=progress)
     with tempfile.TemporaryDirectory(prefix="cedar-hf-push-") as folder:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, **save_kwargs)
         for name in MODEL_EXTRA_FILES:
             if source_dir is not None and (source_dir / name).is_file():
                 shutil.copy(source_dir / name, Path(folder) / name)

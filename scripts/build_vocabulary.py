@@ -23,7 +23,7 @@ from wordfreq import top_n_list, zipf_frequency
 from wordnet_files import read_index, tagged_counts
 
 RESOURCES = Path(__file__).resolve().parents[1] / "cedar_hf" / "resources"
-WORD = re.compile(r"^[a-z][a-z\-]*[a-z]$")
+WORD = re.compile(r"^(?=[a-z\-]*[aeiouy])[a-z][a-z\-]*[a-z]$")  # with a vowel: no "kkk", "nsfw"
 
 
 def unigrams(lemmas: set[str], count: int, pool: int) -> list[str]:

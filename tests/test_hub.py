@@ -82,6 +82,26 @@ def test_from_pretrained_hub_id_from_offline_cache(tmp_path, monkeypatch):
         assert loaded.concept_labels == model.concept_labels
 
 
+def test_from_pretrained_hub_id_with_hf_hub_cache_env(tmp_path):
+    """The same from a fresh process that finds the cache through HF_HUB_CACHE (read at import time)."""
+    import os
+    import subprocess
+    import sys
+
+    model = named_model()
+    sha = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hub" / "models--someone--cedar"
+    model.save_pretrained(repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    code = ("import cedar_hf; from transformers import AutoModel; "
+            "m = AutoModel.from_pretrained('someone/cedar'); print(type(m).__name__, m.concept_labels[5])")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["CedarModel", "concept5"]
+
+
 def test_push_uploads_exactly_the_expected_files_and_card(model_folder, fake_hub):
     model = cedar_hf.CedarModel.from_pretrained(model_folder)
     result = model.push_to_hub("user/cedar-clip", token=TOKEN, private=True, commit_message="first")

@@ -96,7 +96,11 @@ def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, 
     from cedar_hf import CedarConfig, CedarModel
     from cedar_hf.training import TrainingArgs, train
 
-    split = embeddings.train_test_split(test_size=0.1, seed=seed, keep_in_memory=True)  # no cache files
+    order = np.random.default_rng(seed).permutation(len(embeddings))
+    n_test = max(1, len(order) // 10)
+    # keep_in_memory: the index mappings stay out of the cached embeddings folder
+    split = {"train": embeddings.select(np.sort(order[n_test:]), keep_in_memory=True),
+             "test": embeddings.select(np.sort(order[:n_test]), keep_in_memory=True)}
     d_in = len(split["train"][0]["embedding"])
     config = CedarConfig(d_in=d_in, k=k, parametrization="cayley", curriculum_steps=max(1, steps // 2),
                          backbone=backbone_id, embedding_site=site)
