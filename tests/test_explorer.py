@@ -55,6 +55,12 @@ def test_app_is_blocks_and_search_finds_names(app):
     assert explorer.search("STALLION")[0][0] == 5  # alternatives are searched too, case-insensitively
     assert explorer.search("#7")[0][0] == 7
     assert explorer.search("no such concept") == []
+    # names beat alternatives: "mare" is an alternative of concept 5, the name of none
+    explorer.data.labels[9] = "mare"
+    try:
+        assert [row[0] for row in explorer.search("mare")] == [9, 5]
+    finally:
+        explorer.data.labels[9] = "latent 9"
     everything = explorer.search("", limit=1000)
     energies = [row[2] for row in everything]
     assert len(everything) == 48 and energies == sorted(energies, reverse=True)

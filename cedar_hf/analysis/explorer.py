@@ -120,7 +120,8 @@ class ConceptExplorer:
         return [i, self.data.labels[i], float(f"{value:.4g}")] + modality
 
     def search(self, query: str = "", limit: int = 50) -> list[list]:
-        """Concepts whose name or alternatives contain `query` (or whose number is `query`), by energy.
+        """Concepts whose name (exact names first) or else alternatives contain `query`, each group by energy; or
+        the concept numbered `query`; or (empty query) all concepts by energy.
         Rows: `[concept, name, energy, modality]` (no modality column when the data has no modalities)."""
         d = self.data
         query = (query or "").strip().lower().lstrip("#")
@@ -129,8 +130,12 @@ class ConceptExplorer:
         elif query.isdigit() and int(query) < d.n_latents:
             hits = [int(query)]
         else:
-            hits = [i for i in range(d.n_latents)
-                    if query in d.labels[i].lower() or any(query in name.lower() for name, _ in d.alternatives[i])]
+            by_name = [i for i in range(d.n_latents) if query in d.labels[i].lower()]
+            by_alternative = [i for i in range(d.n_latents) if query not in d.labels[i].lower()
+                              and any(query in name.lower() for name, _ in d.alternatives[i])]
+            by_name.sort(key=lambda i: (d.labels[i].lower() != query, -d.energy[i]))  # exact name first
+            return [self._row(i, d.energy[i]) for i in
+                    (by_name + sorted(by_alternative, key=lambda i: -d.energy[i]))[:limit]]
         hits.sort(key=lambda i: -d.energy[i])
         return [self._row(i, d.energy[i]) for i in hits[:limit]]
 
