@@ -51,22 +51,23 @@ def build(model_type: str, d: int, overrides: dict, x: torch.Tensor):
     return model, recipe
 
 
-def time_steps(model, recipe, x: torch.Tensor, k, steps: int, warmup: int = 2) -> list[float]:
-    """Seconds per training step (median-able), as the loop runs it."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    times = []
-    for i in range(warmup + steps):
+class Stepper:
+    """One model's training step exactly as the loop runs it (forward at k, backward, recipe, Adam)."""
+
+    def __init__(self, model, recipe, k):
+        self.model, self.recipe, self.k = model, recipe, k
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+        model.train()
+
+    def step(self, x: torch.Tensor) -> float:
         started = time.perf_counter()
-        out = model(x, k=k) if k is not None else model(x)
+        out = self.model(x, k=self.k) if self.k is not None else self.model(x)
         out.loss.backward()
-        recipe.before_optimizer_step(model)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        recipe.after_optimizer_step(model)
-        if i >= warmup:
-            times.append(time.perf_counter() - started)
-    return times
+        self.recipe.before_optimizer_step(self.model)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.recipe.after_optimizer_step(self.model)
+        return time.perf_counter() - started
 
 
 def counted_flops(model, x: torch.Tensor, k) -> int:
@@ -108,35 +109,54 @@ def end_to_end(d: int, batch: int, steps: int) -> float:
             return json.load(f)["train/samples_per_second"]
 
 
-def run(dims: list[int], batch: int, steps: int) -> dict:
+def time_interleaved(steppers: dict, x: torch.Tensor, steps: int, rounds: int, batch: int) -> dict:
+    """Step times per model, measured round-robin (a few steps of each model per round) so that every model
+    sees the same mix of machine load; the dense matmul reference is timed in every round too."""
+    times = {label: [] for label in steppers}
+    times["dense"] = []
+    for stepper in steppers.values():  # warm-up
+        stepper.step(x), stepper.step(x)
+    per_round = max(1, steps // rounds)
+    for _ in range(rounds):
+        for label, stepper in steppers.items():
+            if stepper.model.config.model_type == "cedar":
+                times["dense"].append(dense_matmul_flops_per_s(batch, x.shape[-1], repeats=5))
+            times[label] += [stepper.step(x) for _ in range(per_round)]
+    return times
+
+
+def run(dims: list[int], batch: int, steps: int, rounds: int) -> dict:
     load_before = os.getloadavg()
     rows = []
     for d in dims:
         x = torch.randn(batch, d) * 0.5 + torch.randn(d)
+        steppers = {}
         for label, model_type, overrides in MODELS:
             torch.manual_seed(0)
             model, recipe = build(model_type, d, overrides, x)
-            k = overrides.get("k") if model_type == "cedar" else None
-            dense = dense_matmul_flops_per_s(batch, d)  # measured right before, under the same load
-            times = time_steps(model, recipe, x, k, steps)
-            step_s = statistics.median(times)
-            row = {"model": label, "model_type": model_type, "d": d, "n_latents": model.config.n_latents,
+            steppers[label] = Stepper(model, recipe, overrides.get("k") if model_type == "cedar" else None)
+        times = time_interleaved(steppers, x, steps, rounds, batch)
+        dense = statistics.median(times.pop("dense"))
+        for label, stepper in steppers.items():
+            model, step_s = stepper.model, statistics.median(times[label])
+            row = {"model": label, "model_type": model.config.model_type, "d": d, "n_latents": model.config.n_latents,
                    "batch": batch, "step_ms": 1000 * step_s, "samples_per_s": batch / step_s,
-                   "step_ms_min": 1000 * min(times), "step_ms_max": 1000 * max(times),
-                   "samples_per_s_best": batch / min(times)}
-            if model_type == "cedar":
-                flops = counted_flops(model, x, k)
+                   "step_ms_min": 1000 * min(times[label]), "step_ms_max": 1000 * max(times[label]),
+                   "samples_per_s_best": batch / min(times[label])}
+            if model.config.model_type == "cedar":
+                flops = counted_flops(model, x, stepper.k)
                 row.update(counted_gflop_per_step=flops / 1e9, achieved_gflop_s=flops / step_s / 1e9,
                            dense_matmul_gflop_s=dense / 1e9, fraction_of_dense=flops / step_s / dense)
             rows.append(row)
             print(f"d={d:4d} {label:34s} {1000 * step_s:8.1f} ms/step {batch / step_s:10.0f} samples/s", flush=True)
+        del steppers
         rows.append({"model": "cedar_hf.train end to end (CEDAR cayley, memory-mapped)", "model_type": "cedar",
                      "d": d, "n_latents": d, "batch": batch, "samples_per_s": end_to_end(d, batch, steps)})
     goal = _goal(rows)
     return {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                         "load_average_before": load_before, "load_average_after": os.getloadavg()},
-            "batch": batch, "timed_steps": steps, "rows": rows, "goal": goal}
+            "batch": batch, "timed_steps": steps, "rounds": rounds, "rows": rows, "goal": goal}
 
 
 def _goal(rows: list[dict]) -> dict:
@@ -159,7 +179,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# Training speed (CPU)", "",
         f"{m['platform']}, {m['cpu_count']} cores, torch {m['torch']} with {m['torch_threads']} threads, fp32, "
-        f"batch {result['batch']}, median of {result['timed_steps']} steps after 2 warm-up steps.",
+        f"batch {result['batch']}, median of {result['timed_steps']} steps per model after 2 warm-up steps, "
+        f"measured round-robin over {result['rounds']} rounds so every model sees the same machine load.",
         f"Load average before / after: {', '.join(f'{v:.2f}' for v in m['load_average_before'])} / "
         f"{', '.join(f'{v:.2f}' for v in m['load_average_after'])} (other jobs shared the machine when the load "
         "exceeds the core count; numbers are then pessimistic and noisier).", "",
@@ -174,7 +195,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['d']} | {r['model']} | {r['n_latents']} | {step} | {r['samples_per_s']:.0f} | {flops} |")
     lines += ["", "Counted FLOPs are FlopCounterMode's matmul FLOPs of forward + backward (median step); it does "
               "not see inside `matrix_exp` / `linalg.solve`, so CEDAR's achieved FLOP/s is a lower bound. The dense "
-              "reference is a `(B, D) @ (D, D)` matmul timed right before each CEDAR row.", ""]
+              "reference is a `(B, D) @ (D, D)` matmul timed in every round beside the models.", ""]
     for label, g in result["goal"].items():
         lines.append(f"- Goal (CEDAR at d=768 ≥ 2× the samples/s of a TopK SAE 8×): {label}: "
                      f"{g['ratio_vs_topk_median']:.2f}× on median steps ({g['ratio_vs_topk_best']:.2f}× on best "
@@ -187,9 +208,10 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[384, 768], help="Embedding dimensions to time.")
     parser.add_argument("--batch-size", type=int, default=1024, help="Rows per training step (all models).")
     parser.add_argument("--steps", type=int, default=10, help="Timed steps per model (after 2 warm-up steps).")
+    parser.add_argument("--rounds", type=int, default=5, help="Round-robin rounds the timed steps are spread over.")
     parser.add_argument("--output", default=RESULTS, help="Folder for training_speed.json and training_speed.md.")
     options = parser.parse_args()
-    result = run(options.dims, options.batch_size, options.steps)
+    result = run(options.dims, options.batch_size, options.steps, options.rounds)
     os.makedirs(options.output, exist_ok=True)
     with open(os.path.join(options.output, "training_speed.json"), "w") as f:
         json.dump(result, f, indent=2)
