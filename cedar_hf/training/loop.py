@@ -127,6 +127,15 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     Returns:
         The trained, unwrapped model (also saved with `save_pretrained`, beside `training_args.json` and
         `metrics.json`). A model with a callable `fit_embeddings(dataset, args)` is fitted by it instead.
+
+    Example:
+
+    ```python
+    >>> import cedar_hf
+    >>> model = cedar_hf.CedarModel(cedar_hf.CedarConfig(d_in=384, k=10, parametrization="cayley"))
+    >>> args = cedar_hf.TrainingArgs(output_dir="cedar-minilm", batch_size=1024, max_steps=3000, save_steps=500)
+    >>> model = cedar_hf.train(model, "embeddings/wordnet-minilm", args, eval_dataset="embeddings/val")
+    ```
     """
     args = args or TrainingArgs()
     dataset = load_dataset_any(train_dataset)
