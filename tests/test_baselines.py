@@ -105,3 +105,20 @@ def test_rotation_is_what_makes_rotated_data_sparse():
         fvu_cedar = float(cedar(z, k=3).fvu)
         fvu_plain = float(no_rotation(z, k=3).fvu)
     assert fvu_cedar < 0.25 * fvu_plain, (fvu_cedar, fvu_plain)
+
+
+def test_train_fits_semi_nmf_by_its_own_algorithm(tmp_path):
+    from cedar_hf.commands.train import resolve_architecture
+
+    assert resolve_architecture("semi-nmf") == "semi_nmf" and resolve_architecture("no-rotation") == "no_rotation"
+    z, _ = _nonnegative_planted(n=800)
+    model = cedar_hf.SemiNMF(cedar_hf.SemiNMFConfig(d_in=D, n_latents=8))
+    args = cedar_hf.TrainingArgs(output_dir=str(tmp_path / "nmf"), batch_size=200, num_epochs=4, disable_tqdm=True)
+    import datasets
+
+    trained = cedar_hf.train(model, datasets.Dataset.from_dict({"embedding": z.tolist()}), args)
+    metrics = __import__("json").loads((tmp_path / "nmf" / "metrics.json").read_text())
+    history = metrics["train/objective_per_epoch"]
+    assert len(history) == 4 and history[-1] <= history[0]
+    loaded = AutoModel.from_pretrained(tmp_path / "nmf")
+    torch.testing.assert_close(loaded.dictionary, trained.dictionary)

@@ -35,8 +35,9 @@ class TrainCommandArgs:
                                         "(e.g. by `cedar-hf extract`), read memory-mapped."})
     architecture: str = field(
         default="cedar",
-        metadata={"help": "cedar, relu, topk, batchtopk, jumprelu, matryoshka, or any registered model_type "
-                          "(e.g. semi_nmf, no_rotation)."},
+        metadata={"aliases": ["--model"],
+                  "help": "cedar, relu, topk, batchtopk, jumprelu, matryoshka, semi-nmf (fitted by its own "
+                          "alternating algorithm), no-rotation (only the mean), or any registered model_type."},
     )
     config: list[str] = field(
         default_factory=list,

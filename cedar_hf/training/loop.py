@@ -295,10 +295,14 @@ def _fit_without_gradients(model, dataset, stream, eval_stream, args: TrainingAr
     _record_provenance(model, dataset, stream, args, total_steps=0)
     subset = dataset if args.mixture is None else dataset.select(stream.rows.tolist(), keep_in_memory=True)
     started = time.perf_counter()
-    model.fit_embeddings(subset, args)
+    objective_history = model.fit_embeddings(subset, args) or []
     state = TrainerState()
     state.statistics["train_mean"] = _train_mean(model, stream, args)
-    return _finish(model, args, eval_stream, state, {"train/runtime_s": time.perf_counter() - started})
+    metrics = {"train/runtime_s": time.perf_counter() - started}
+    if objective_history:
+        metrics["train/objective"] = objective_history[-1]
+        metrics["train/objective_per_epoch"] = list(objective_history)
+    return _finish(model, args, eval_stream, state, metrics)
 
 
 __all__ = ["iter_train_batches", "train"]
