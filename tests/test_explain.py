@@ -17,7 +17,7 @@ from interpret_helpers import planted_cedar
 def named():
     torch.manual_seed(0)
     model, backbone, vocabulary, planted, atoms = planted_cedar(d=32, k=3)
-    name_concepts(model, backbone, vocabulary, progress=False)
+    name_concepts(model, backbone, vocabulary)
     return model, backbone, planted, atoms
 
 

@@ -153,5 +153,5 @@ def test_name_command_with_a_tiny_text_encoder(tmp_path):
     loaded = cedar_hf.CedarModel.from_pretrained(tmp_path / "dict")
     assert set(loaded.concept_labels) <= set(WORDS[10:60])
     # the CLI names exactly as the API does
-    expected = name_concepts(model, cedar_hf.load_backbone(encoder), words, progress=False)
+    expected = name_concepts(model, cedar_hf.load_backbone(encoder), words)
     assert loaded.concept_names["names"] == expected["names"]

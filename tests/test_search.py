@@ -16,7 +16,7 @@ from test_explain import planted_dataset
 def world():
     torch.manual_seed(0)
     model, backbone, vocabulary, planted, atoms = planted_cedar(d=32, k=3)
-    name_concepts(model, backbone, vocabulary, progress=False)
+    name_concepts(model, backbone, vocabulary)
     ds, support = planted_dataset(model, atoms, n=3000)
     return model, backbone, ds, support
 

@@ -28,7 +28,7 @@ def demo(
     site: Optional[str] = typer.Option(None, help="Embedding site (default: text_embeds for text encoders, "
                                        "else image_embeds)."),
     max_texts: Optional[int] = typer.Option(None, help="Embed only the first N rows."),
-    steps: int = typer.Option(1500, help="Training steps."),
+    steps: int = typer.Option(1000, help="Training steps (k goes from d down to --k over the first half)."),
     k: int = typer.Option(8, help="Active concepts per embedding."),
     batch_size: int = typer.Option(512, help="Training batch size."),
     learning_rate: float = typer.Option(2e-3, help="Peak learning rate."),

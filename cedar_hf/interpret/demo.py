@@ -65,7 +65,7 @@ def embed_source(backbone, backbone_id: str, output_dir: Path, dataset: Optional
     if (folder / "cedar_metadata.json").exists():
         _say(f"[1/5] embeddings: cached in {folder}", quiet)
     else:
-        _say(f"[1/5] embedding {source_name} with {backbone.name_or_path} ({site}) into {folder}", quiet)
+        _say(f"[1/5] embedding {source_name} with {backbone_id} ({site}) into {folder}", quiet)
     if dataset is None:
         source = demo_texts_dataset(max_texts)
         return extract_embeddings(backbone, source, folder, site=site, text_column="text", label_column="label",
@@ -84,7 +84,7 @@ def vocabulary_embeddings(backbone, backbone_id: str, words: Sequence[str], prom
         _say(f"[3/5] vocabulary embeddings: cached in {path}", quiet)
         return torch.from_numpy(np.load(path))
     _say(f"[3/5] embedding the {len(words)}-entry vocabulary", quiet)
-    embeddings = embed_vocabulary(backbone, list(words), prompt, progress=not quiet)
+    embeddings = embed_vocabulary(backbone, list(words), prompt)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, embeddings.numpy())
     return embeddings
@@ -145,7 +145,7 @@ def run_demo(
     dataset: Optional[str] = None,
     site: Optional[str] = None,
     max_texts: Optional[int] = None,
-    steps: int = 1500,
+    steps: int = 1000,
     k: int = 8,
     batch_size: int = 512,
     learning_rate: float = 2e-3,
@@ -193,8 +193,9 @@ def run_demo(
     can_name = "text_embeds" in encoder.site_dims
     if can_name:
         vectors = vocabulary_embeddings(encoder, backbone_id, words, prompt, out / "cache", quiet)
-        name_concepts(model, encoder, vocabulary if vocabulary is not None else words, prompt,
-                      vocabulary_embeddings=vectors, progress=not quiet)
+        names = name_concepts(model, encoder, vocabulary if vocabulary is not None else words, prompt,
+                              vocabulary_embeddings=vectors)
+        names["backbone"] = backbone_id
         model.save_pretrained(out / "model")  # now with concept_names.json
     else:
         _say(f"[3/5] {backbone} has no text encoder: concepts stay unnamed (latent i)", quiet)

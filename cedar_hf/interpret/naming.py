@@ -30,7 +30,6 @@ import os
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 
@@ -55,18 +54,14 @@ def resolve_backbone(backbone: Any, dictionary=None):
 
 
 def embed_vocabulary(
-    backbone, vocabulary: Sequence[str], prompt: Optional[str] = None, batch_size: int = 256, chunk_size: int = 2048,
-    progress: bool = True,
+    backbone, vocabulary: Sequence[str], prompt: Optional[str] = None, batch_size: int = 256,
 ) -> torch.Tensor:
-    """`(len(vocabulary), d)` text embeddings of the vocabulary (formatted with `prompt`, e.g. "a photo of {}")."""
+    """`(len(vocabulary), d)` text embeddings of the vocabulary (formatted with `prompt`, e.g. "a photo of {}").
+    The backbone shows its own progress bar."""
     if prompt is not None and "{}" not in prompt:
         raise ValueError(f"prompt {prompt!r} must contain '{{}}' where the concept word goes")
-    chunks = []
-    starts = range(0, len(vocabulary), chunk_size)
-    for start in tqdm(starts, desc="embedding vocabulary", unit="chunk", disable=not progress or len(starts) < 2):
-        emb = backbone.embed_texts(list(vocabulary[start : start + chunk_size]), batch_size=batch_size, prompt=prompt)
-        chunks.append(torch.as_tensor(emb).detach().float().cpu())
-    return torch.cat(chunks)
+    embeddings = backbone.embed_texts(list(vocabulary), batch_size=batch_size, prompt=prompt)
+    return torch.as_tensor(embeddings).detach().float().cpu()
 
 
 def _centred_unit(vectors: torch.Tensor, center: Union[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
@@ -140,7 +135,6 @@ def name_concepts(
     vocabulary_embeddings: Optional[torch.Tensor] = None,
     signed: Optional[bool] = None,
     batch_size: int = 256,
-    progress: bool = True,
 ) -> dict[str, Any]:
     """Name every latent of `dictionary` by its nearest vocabulary entry; sets and returns `dictionary.concept_names`.
 
@@ -168,9 +162,12 @@ def name_concepts(
         raise ValueError(f"center={center!r} must be one of {CENTERS} or a mean vector")
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1")
+    is_name = isinstance(backbone, (str, os.PathLike))
+    backbone_label = str(backbone) if is_name else getattr(backbone, "name_or_path", None)
     if vocabulary_embeddings is None:
         backbone = resolve_backbone(backbone, dictionary)
-        vocabulary_embeddings = embed_vocabulary(backbone, words, prompt, batch_size=batch_size, progress=progress)
+        backbone_label = backbone_label or getattr(backbone, "name_or_path", None)
+        vocabulary_embeddings = embed_vocabulary(backbone, words, prompt, batch_size=batch_size)
     elif vocabulary_embeddings.shape[0] != len(words):
         raise ValueError(
             f"vocabulary_embeddings has {vocabulary_embeddings.shape[0]} rows for a vocabulary of {len(words)}"
@@ -187,7 +184,7 @@ def name_concepts(
         "format": NAMES_FORMAT,
         "vocabulary": _describe(vocabulary, len(words)),
         "prompt": prompt,
-        "backbone": getattr(backbone, "name_or_path", None) if backbone is not None else None,
+        "backbone": backbone_label,
         "center": center if isinstance(center, str) else "given mean",
         "signed": signed,
         "names": names,
