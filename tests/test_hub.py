@@ -44,7 +44,7 @@ def model_folder(tmp_path):
     model.save_pretrained(folder)
     (folder / "evaluation.json").write_text(json.dumps({"fvu": 0.21, "cs": 0.93, "at_fvu": {"0.25": {"K": 7.5}},
                                                         "note": "text is skipped"}))
-    (folder / "metrics.json").write_text(json.dumps({"train/loss": 1.25, "steps": 300}))
+    (folder / "metrics.json").write_text(json.dumps({"train/loss": 1.25, "steps": 300, "eval/fvu": 0.3}))
     (folder / "training_args.json").write_text(json.dumps({"batch_size": 1024, "learning_rate": 0.001}))
     return folder
 
@@ -121,6 +121,7 @@ def test_push_uploads_exactly_the_expected_files_and_card(model_folder, fake_hub
     card = (uploaded / "README.md").read_text()
     assert not re.search(r"{{|}}|{%|%}", card)
     assert "concept0" in card and "training data: rows | 1000" in card and "| cs | 0.93 |" in card
+    assert "| train/loss | 1.25 |" in card  # the body lists everything
 
 
 def test_card_metadata_passes_hub_card_parsing(model_folder):
@@ -133,7 +134,8 @@ def test_card_metadata_passes_hub_card_parsing(model_folder):
     assert data["datasets"] == ["user/coco-clip-embeddings"]
     assert {"cedar-hf", "cedar", "image-embeds"} <= set(data["tags"])
     values = {r.metric_type: r.metric_value for r in parsed.data.eval_results}
-    assert values == {"fvu": 0.21, "cs": 0.93, "at_fvu/0.25/K": 7.5, "train/loss": 1.25, "steps": 300.0}
+    assert values == {"fvu": 0.21, "cs": 0.93, "at_fvu/0.25/K": 7.5, "eval/fvu": 0.3}  # not the loop's bookkeeping
+    assert {r.dataset_name for r in parsed.data.eval_results} == {"user/coco-clip-embeddings"}
     assert ModelCard(str(parsed)).data.to_dict() == data  # round trip
     # the 20 highest-energy concepts, ranked by mean |code| over the given embeddings
     rows = re.findall(r"^\| (\d+) \| (\d+) \| (concept\d+) \| ([\d.]+) \|", str(card), flags=re.M)

@@ -71,13 +71,18 @@ def _read_json(folder: Optional[Path], name: str) -> Optional[dict]:
         return json.load(f)
 
 
-def _metrics(folder: Optional[Path]) -> tuple[dict[str, float], str]:
+def _metrics(folder: Optional[Path]) -> tuple[dict[str, float], dict[str, float], str]:
+    """(all metrics for the body, evaluation metrics for the YAML model-index, summary): the YAML gets
+    `evaluation.json` and the `eval/*` entries of `metrics.json`, not training-loop bookkeeping."""
     evaluation, training = _read_json(folder, "evaluation.json"), _read_json(folder, "metrics.json")
-    metrics = {**flatten_numbers(training or {}), **flatten_numbers(evaluation or {})}
+    training_numbers, evaluation_numbers = flatten_numbers(training or {}), flatten_numbers(evaluation or {})
+    metrics = {**training_numbers, **evaluation_numbers}
+    headline = {**{k: v for k, v in training_numbers.items() if k.startswith("eval/")}, **evaluation_numbers}
     sources = [name for name, data in (("evaluation.json", evaluation), ("metrics.json", training)) if data]
     if not metrics:
-        return {}, f"{MISSING} (no evaluation.json or metrics.json was found beside the model; run `cedar-hf evaluate`)."
-    return metrics, f"From {' and '.join(f'`{s}`' for s in sources)} in the model folder (also uploaded)."
+        return {}, {}, (f"{MISSING} (no evaluation.json or metrics.json was found beside the model; run "
+                        "`cedar-hf evaluate`).")
+    return metrics, headline, f"From {' and '.join(f'`{s}`' for s in sources)} in the model folder (also uploaded)."
 
 
 def _training(model, folder: Optional[Path]) -> tuple[list[tuple[str, str]], str]:
@@ -134,7 +139,7 @@ def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path
     config = model.config
     backbone = config.backbone
     dataset = dataset or (config.training_data or {}).get("dataset")
-    metrics, metrics_summary = _metrics(folder)
+    metrics, headline, metrics_summary = _metrics(folder)
     training_rows, training_summary = _training(model, folder)
     top, energy_summary = _top_concepts(model, embeddings, top_n, progress)
     name, description = DESCRIPTIONS.get(config.model_type, (type(model).__name__, (type(model).__doc__ or "").strip()))
@@ -145,17 +150,17 @@ def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path
         "datasets": [dataset] if is_hub_id(dataset) else None,
         "tags": ["cedar-hf", "interpretability", "sparse-dictionary", config.model_type]
         + ([config.embedding_site.replace("_", "-")] if config.embedding_site else []),
-        "metrics": sorted(metrics) or None,
+        "metrics": sorted(headline) or None,
     }
-    if metrics:
+    if headline:
         from huggingface_hub import EvalResult
 
         metadata["model_name"] = repo_id or config.model_type
         metadata["eval_results"] = [
             EvalResult(task_type="feature-extraction", dataset_type=dataset if is_hub_id(dataset) else "embeddings",
-                       dataset_name=dataset or "held-out embeddings", metric_type=key, metric_name=key,
-                       metric_value=value)
-            for key, value in sorted(metrics.items())
+                       dataset_name=dataset if is_hub_id(dataset) else "held-out embeddings", metric_type=key,
+                       metric_name=key, metric_value=value)
+            for key, value in sorted(headline.items())
         ]
     names_summary = (f"{len(concept_names.get('names', []))} names from {concept_names.get('vocabulary', MISSING)}"
                      + (f", prompt `{concept_names['prompt']}`" if concept_names.get("prompt") else "")
