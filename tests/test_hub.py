@@ -161,8 +161,8 @@ def test_usage_snippet_in_the_card_runs(model_folder):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(snippet, "card-snippet", "exec"), {})
-    lines = out.getvalue().strip().splitlines()
-    assert 1 <= len(lines) <= model.config.k and all("concept" in line for line in lines)
+    lines = out.getvalue().strip().splitlines()[1:]  # after the table's header
+    assert len(lines) == model.config.k and all(re.search(r"concept\d+ +[+-]\d", line) for line in lines)
 
 
 def test_push_without_a_token_fails_clearly(model_folder, fake_hub, monkeypatch):

@@ -85,8 +85,14 @@ def _metrics(folder: Optional[Path]) -> tuple[dict[str, float], dict[str, float]
     return metrics, headline, f"From {' and '.join(f'`{s}`' for s in sources)} in the model folder (also uploaded)."
 
 
+TRAINING_ARGS_SKIPPED = {"output_dir", "disable_tqdm", "report_to", "logging_steps", "eval_batch_size",
+                         "save_total_limit", "embedding_column", "save_steps", "resume_from_checkpoint",
+                         "stop_after_steps", "eval_steps", "eval_max_rows"}
+
+
 def _training(model, folder: Optional[Path]) -> tuple[list[tuple[str, str]], str]:
-    args = _read_json(folder, "training_args.json") or {}
+    args = {key: value for key, value in (_read_json(folder, "training_args.json") or {}).items()
+            if key not in TRAINING_ARGS_SKIPPED}
     provenance = dict(getattr(model.config, "training_data", {}) or {})
     rows = [(f"training data: {key}", _fmt(value)) for key, value in provenance.items()]
     rows += [(key, _fmt(value)) for key, value in args.items() if value is not None and not isinstance(value, dict)]
