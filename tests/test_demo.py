@@ -50,10 +50,13 @@ def test_reduced_demo_runs_end_to_end_and_caches(tmp_path, capsys):
     untrained.set_mean(model.b)
     assert held_out_fvu(model, embeddings, 4) < held_out_fvu(untrained, embeddings, 4)
 
-    again = run_demo(out, **kwargs)  # second run: embeddings and vocabulary from the cache
+    again = run_demo(out, **kwargs)  # second run: embeddings, vocabulary and model from the cache
     printed = capsys.readouterr().out
     assert "embeddings: cached" in printed and "vocabulary embeddings: cached" in printed
-    assert again["rows"] == 400
+    assert "model: reusing" in printed and again["held_out_fvu"] == summary["held_out_fvu"]
+    assert [e["names"] for e in again["explanations"]] == [e["names"] for e in summary["explanations"]]
+    other = run_demo(out, **{**kwargs, "steps": 30})  # other settings: trained again
+    assert "[2/5] training CEDAR" in capsys.readouterr().out and other["steps"] == 30
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ HELP = (
     "the offline MiniLM (all-MiniLM-L6-v2 from its PyPI package), train a CEDAR rotation on them, name its 384 "
     "concepts with the shipped 20k-word vocabulary, and explain a handful of sentences (terminal tables + "
     "bar-chart PNGs), plus the highest-energy concepts with their top-activating glosses. A few minutes on 2 "
-    "cores; embeddings are cached in OUTPUT_DIR/cache, so a second run starts in seconds.\n\n"
+    "cores. Embeddings and vocabulary embeddings are cached in OUTPUT_DIR/cache and the model is reused when the "
+    "settings match, so a second run takes seconds.\n\n"
     "With --backbone and --dataset pointing at the Hub the same command does the real job, e.g.\n"
     "  cedar-hf demo --backbone openai/clip-vit-base-patch32 --dataset <an image dataset> --prompt 'a photo of {}'"
 )
@@ -38,6 +39,8 @@ def demo(
     input: List[str] = typer.Option([], "--input", "-i", help="A sentence or image path to explain (repeatable; "
                                     "default: six example sentences)."),
     seed: int = typer.Option(0, help="Seed of the split, the initialisation and the batches."),
+    retrain: bool = typer.Option(False, help="Train again even if OUTPUT_DIR/model was trained with the same "
+                                 "settings (otherwise a second run reuses it and finishes in seconds)."),
     quiet: bool = typer.Option(False, help="Print only the final summary line."),
 ) -> None:
     from cedar_hf.interpret.demo import run_demo
@@ -45,7 +48,7 @@ def demo(
     summary = run_demo(output_dir, backbone=backbone, dataset=dataset, site=site, max_texts=max_texts, steps=steps,
                        k=k, batch_size=batch_size, learning_rate=learning_rate,
                        vocabulary=str(vocabulary) if vocabulary else None, vocabulary_size=vocabulary_size,
-                       prompt=prompt, inputs=list(input) or None, seed=seed, quiet=quiet)
+                       prompt=prompt, inputs=list(input) or None, seed=seed, retrain=retrain, quiet=quiet)
     if quiet:
         typer.echo(f"done in {summary['seconds']} s; held-out FVU {summary['held_out_fvu']} at k={k}; "
                    f"outputs in {output_dir}")

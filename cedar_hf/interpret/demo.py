@@ -91,8 +91,9 @@ def vocabulary_embeddings(backbone, backbone_id: str, words: Sequence[str], prom
 
 
 def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, k: int, steps: int, batch_size: int,
-                     learning_rate: float, seed: int, quiet: bool):
-    """A CEDAR rotation trained with `cedar_hf.train` (k curriculum over the first half of the steps)."""
+                     learning_rate: float, seed: int, quiet: bool, retrain: bool = False):
+    """A CEDAR rotation trained with `cedar_hf.train` (k curriculum over the first half of the steps); the model of
+    an earlier run with the same settings (`model/demo_run.json`) is reused unless `retrain`."""
     from cedar_hf import CedarConfig, CedarModel
     from cedar_hf.training import TrainingArgs, train
 
@@ -110,8 +111,16 @@ def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, 
     args = TrainingArgs(output_dir=str(output_dir / "model"), max_steps=steps, batch_size=batch_size,
                         learning_rate=learning_rate, seed=seed, report_to="none", disable_tqdm=quiet,
                         eval_steps=None, logging_steps=max(1, steps // 10))
+    run = {"backbone": backbone_id, "site": site, "rows": len(embeddings), "k": k, "steps": steps,
+           "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
+    folder, run_file = output_dir / "model", output_dir / "model" / "demo_run.json"
+    if not retrain and run_file.exists() and json.loads(run_file.read_text()) == run:
+        _say(f"[2/5] model: reusing the one trained with the same settings in {folder} (--retrain to redo)", quiet)
+        return CedarModel.from_pretrained(folder).eval(), split["test"]
+    (folder / "concept_names.json").unlink(missing_ok=True)  # names of an older model must not survive
     _say(f"[2/5] training CEDAR (d={d_in}, k={k}) for {steps} steps on {len(split['train'])} embeddings", quiet)
     model = train(model, split["train"], args, eval_dataset=split["test"])
+    run_file.write_text(json.dumps(run, indent=1))
     return model.eval(), split["test"]
 
 
@@ -155,6 +164,7 @@ def run_demo(
     inputs: Optional[Sequence[str]] = None,
     top_concepts: int = 8,
     seed: int = 0,
+    retrain: bool = False,
     quiet: bool = False,
 ) -> dict:
     """Embed → train CEDAR → name its concepts → explain a few inputs. Returns a summary (also `summary.json`).
@@ -172,6 +182,7 @@ def run_demo(
         inputs: texts or image paths to explain (default: six sentences for text backbones, else the first
             held-out embeddings).
         top_concepts: how many of the highest-energy concepts to list with their top-activating rows.
+        retrain: train again even when `output_dir/model` holds a model trained with the same settings.
     """
     from cedar_hf.analysis.energy import concept_energy, top_concepts as top_by_energy
     from cedar_hf.backbones import load_backbone
@@ -187,7 +198,7 @@ def run_demo(
     backbone_id = MINILM_HUB_ID if backbone.lower() in ("minilm", "all-minilm-l6-v2", MINILM_HUB_ID.lower()) else backbone
     embeddings = embed_source(encoder, backbone_id, out, dataset, site, max_texts, quiet)
     model, held_out = train_dictionary(embeddings, backbone_id, site, out, k, steps, batch_size, learning_rate, seed,
-                                       quiet)
+                                       quiet, retrain)
     fvu = held_out_fvu(model, held_out, k)
     words = load_vocabulary(vocabulary, max_size=vocabulary_size)
     can_name = "text_embeds" in encoder.site_dims
