@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 import os
 from pathlib import Path
+import textwrap
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -72,7 +73,7 @@ class Explanation:
         n = len(self.latents)
         fig = None
         if ax is None:
-            fig, ax = plt.subplots(figsize=(7.5 if self.caption else 6, 0.42 * n + 1.6))
+            fig, ax = plt.subplots(figsize=(9 if self.caption else 6, 0.42 * n + 1.6))
         colors = ["#2b7bba" if c >= 0 else "#d9534f" for c in self.coefficients]
         ax.barh(range(n), self.coefficients, color=colors)
         ax.set_yticks(range(n), [f"{name}" for name in self.names])
@@ -82,8 +83,9 @@ class Explanation:
         text = title or self.source
         ax.set_title(text if len(text) <= 70 else text[:67] + "...", fontsize=10)
         if self.caption:
-            ax.text(1.03, 0.5, f"sparse caption (k={self.k}):\n\"{self.caption}\"", transform=ax.transAxes,
-                    va="center", ha="left", fontsize=9, wrap=True)
+            wrapped = textwrap.fill(f"\"{self.caption}\"", width=32)
+            ax.text(1.03, 0.5, f"sparse caption (k={self.k}):\n{wrapped}", transform=ax.transAxes,
+                    va="center", ha="left", fontsize=9)
         fig = fig or ax.figure
         fig.tight_layout()
         if path is None:
