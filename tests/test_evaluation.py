@@ -152,9 +152,11 @@ def test_cli_evaluate(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["evaluate", "--models", *paths, "--data", str(tmp_path / "val"),
                                       "--train-data", str(tmp_path / "train"), "--targets", "0.3", "0.4",
-                                      "--curve", "", "--output", str(out)])
+                                      "--curve", "", "--output", str(out), "--save-in-models"])
     assert result.exit_code == 0, result.output
     assert "| 0.30 | cedar |" in result.output and "| 0.40 | topk | cannot reach" in result.output
     report = json.loads((out / "evaluation.json").read_text())
     assert report["targets"] == [0.3, 0.4] and report["mean_source"] == "training data"
     assert (out / "pareto_k_ic.png").exists() and (out / "semantic_vs_fvu.png").exists()
+    own = json.loads((tmp_path / "cedar" / "evaluation.json").read_text())
+    assert own["name"] == "cedar" and own["matched"][0]["reached"] and own["targets"] == [0.3, 0.4]

@@ -83,6 +83,10 @@ def evaluate(
     cknna_k: int = typer.Option(10, help="Mutual nearest neighbours in CKNNA (the paper uses 10)."),
     tolerance: float = typer.Option(0.005, help="A target counts as reached within ± this FVU."),
     max_rows: Optional[int] = typer.Option(None, help="Evaluate only the first N rows (quick looks)."),
+    save_in_models: bool = typer.Option(
+        False, help="Also write each model's own results as evaluation.json into its (local) folder, where the "
+        "model card picks them up."
+    ),
 ) -> None:
     from cedar_hf.evaluation import compare_models, load_dataset, markdown_table, write_report
     from cedar_hf.evaluation.compare import embedding_matrix
@@ -112,8 +116,25 @@ def evaluate(
     report["models_paths"] = dict(zip(display, models))
     report["data"] = str(data)
     paths = write_report(report, output)
+    if save_in_models:
+        _save_in_models(report, dict(zip(display, models)))
     typer.echo(markdown_table(report))
     typer.echo(f"\nwrote {paths['json']}, {paths['markdown']} and {', '.join(str(p) for p in paths['plots'])}")
+
+
+def _save_in_models(report: dict, paths: dict) -> None:
+    """One `evaluation.json` per local model folder: its rows plus the shared context of the comparison."""
+    import json
+
+    shared = {key: value for key, value in report.items() if key != "models"}
+    for name, path in paths.items():
+        folder = Path(path)
+        if not folder.is_dir():
+            typer.echo(f"{path} is not a local folder: its evaluation.json is only in the report", err=True)
+            continue
+        entry = {**shared, "name": name, **report["models"][name]}
+        entry.pop("sweep", None)  # the raw τ sweep stays in the comparison report
+        (folder / "evaluation.json").write_text(json.dumps(entry, indent=1, default=float))
 
 
 def register(app: typer.Typer) -> None:
