@@ -10,7 +10,7 @@ from cedar_hf.interpret import load_vocabulary, name_concepts
 from cedar_hf.interpret.naming import codes_can_be_negative, concept_name, concept_sign, find_latents
 
 from builders import build_model
-from interpret_helpers import WordBackbone, planted_cedar, planted_word_world
+from interpret_helpers import planted_cedar, planted_word_world
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import os
 from pathlib import Path
 import textwrap
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
