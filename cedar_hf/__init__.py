@@ -93,6 +93,13 @@ _LAZY = {
     "explain": "cedar_hf.interpret",
     "load_vocabulary": "cedar_hf.interpret",
     "push_dictionary_to_hub": "cedar_hf.hub",
+    "push_embeddings_to_hub": "cedar_hf.hub",
+    "ConceptIndex": "cedar_hf.interpret",
+    "top_activating": "cedar_hf.interpret",
+    "sparse_captions": "cedar_hf.interpret",
+    "caption_report": "cedar_hf.interpret",
+    "steer": "cedar_hf.interpret",
+    "run_demo": "cedar_hf.interpret.demo",
     # analyses
     "analysis": "cedar_hf.analysis",
 }
