@@ -160,6 +160,10 @@ def our_models(cedar_steps: int, sae_steps: int) -> dict:
         "BatchTopK": ("batchtopk_sae", dict(expansion_factor=8, k=32), sae, sae_steps),
         "MSAE (RW)": ("matryoshka_sae", dict(expansion_factor=8, levels=[64, 128, 256, 512], weighting="RW"),
                       sae, sae_steps),
+        # The seeds' other baselines (issue 8): Semi-NMF is fitted by its own alternating algorithm (20 epochs over
+        # the data, 1× atoms: its code solve is a dense m×m iteration); no-rotation only needs the mean.
+        "Semi-NMF": ("semi_nmf", dict(expansion_factor=1, l1_coefficient=0.01), {}, sae_steps),
+        "No rotation": ("no_rotation", dict(k=10), {}, sae_steps),
     }
 
 
@@ -300,6 +304,8 @@ def planted_recovery(steps: int, d: int = 256, k: int = 8, n_train: int = 10000,
         "TopK": ("topk_sae", dict(expansion_factor=8, k=k), dict(learning_rate=1e-3)),
         "BatchTopK": ("batchtopk_sae", dict(expansion_factor=8, k=k), dict(learning_rate=1e-3)),
         "MSAE (RW)": ("matryoshka_sae", dict(expansion_factor=8, levels=[2, 4, 8]), dict(learning_rate=1e-3)),
+        "Semi-NMF": ("semi_nmf", dict(expansion_factor=1, k=k), {}),
+        "No rotation": ("no_rotation", dict(k=k), {}),
     }
     rows, unit_atoms = {}, atoms / atoms.norm(dim=-1, keepdim=True)
     for name, (model_type, config, train_kwargs) in specs.items():

@@ -118,3 +118,31 @@ def test_caption_command(blip, tmp_path):
     assert result.output.count("recurring words") == 2 and result.output.count("sample 3") == 2
     bad = CliRunner().invoke(app, ["caption", paths[0], "--model", str(tmp_path / "dict"), "--steer", "oops"])
     assert bad.exit_code != 0 and "NAME=DELTA" in bad.output
+
+
+def test_dense_cedar_and_no_rotation_captions_side_by_side(blip, tmp_path):
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+    from cedar_hf.interpret.captions import compare_captions
+
+    backbone, dictionary, images, tokens = blip
+    no_rotation = cedar_hf.NoRotation(cedar_hf.NoRotationConfig(d_in=32, k=8))
+    no_rotation.fit_embeddings(tokens)
+    full = compare_captions(backbone, {"CEDAR": dictionary, "no rotation": no_rotation}, images, k=32)
+    assert all(row["CEDAR"] == row["dense"] == row["no rotation"] for row in full)  # both lossless at k = d
+    sparse = compare_captions(backbone, {"CEDAR": dictionary, "no rotation": no_rotation}, images, k=2)
+    assert [row["dense"] for row in sparse] == [row["dense"] for row in full]
+    assert any(row["no rotation"] != row["dense"] for row in sparse)
+    assert [row["CEDAR"] for row in sparse] == sparse_captions(backbone, dictionary, images, k=2)
+    assert [row["no rotation"] for row in sparse] == sparse_captions(backbone, no_rotation, images, k=2)
+
+    dictionary.config.backbone = backbone.name_or_path
+    dictionary.save_pretrained(tmp_path / "cedar")
+    no_rotation.save_pretrained(tmp_path / "plain")
+    images[0].save(tmp_path / "im.png")
+    result = CliRunner().invoke(app, ["caption", str(tmp_path / "im.png"), "--model", str(tmp_path / "cedar"),
+                                      "--k", "2", "--samples", "0", "--compare", str(tmp_path / "plain")])
+    assert result.exit_code == 0, result.output
+    assert "side by side:" in result.output
+    assert f"{tmp_path / 'plain'} (k=2)" in result.output and sparse[0]["no rotation"] in result.output

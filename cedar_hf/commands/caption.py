@@ -14,6 +14,9 @@ HELP = (
     "in at least half of them.\n\n"
     "--steer NAME=DELTA (repeatable) raises (DELTA > 0) or lowers (DELTA < 0) one named coordinate of every "
     "token's code and prints the resulting caption; NAME may be a latent index.\n\n"
+    "--compare MODEL (repeatable) adds captions from other dictionaries at the same k beside them, e.g. the "
+    "no-rotation baseline (`cedar-hf train --model no-rotation` on the same tokens): dense vs CEDAR vs no rotation, "
+    "as in the CEDAR paper's Study 3.\n\n"
     "Example: cedar-hf caption cat.jpg dog.jpg --model runs/blip-cedar --k 10 --samples 5 --temperature 0.3 "
     "--steer beach=3"
 )
@@ -41,6 +44,8 @@ def caption(
     max_new_tokens: int = typer.Option(30, help="Longest caption, in tokens."),
     steer: List[str] = typer.Option([], help="NAME=DELTA: caption with that coordinate raised/lowered."),
     seed: int = typer.Option(0, help="Seed of the sampling."),
+    compare: List[str] = typer.Option([], help="Another dictionary folder/Hub id whose sparse captions (same k) "
+                                      "are printed beside --model's, e.g. a no-rotation baseline. Repeatable."),
 ) -> None:
     from cedar_hf.interpret.captions import caption_report, steer as steer_captions
     from cedar_hf.interpret.loading import load_dictionary, open_images
@@ -55,6 +60,12 @@ def caption(
                              sources=images, seed=seed, num_beams=num_beams, max_new_tokens=max_new_tokens)
     for report in reports:
         typer.echo(str(report))
+    if compare:
+        from cedar_hf.interpret.captions import compare_captions, format_comparison
+
+        named = {model: dictionary, **{path: load_dictionary(path) for path in compare}}
+        rows = compare_captions(captioner, named, pil, k=k, num_beams=num_beams, max_new_tokens=max_new_tokens)
+        typer.echo("side by side:\n" + format_comparison(rows, images, k))
     for spec in steer:
         name, delta = _parse_steer(spec)
         concept = int(name) if name.isdigit() else name

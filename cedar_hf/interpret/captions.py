@@ -117,6 +117,37 @@ def caption_report(
     ]
 
 
+def compare_captions(
+    backbone, dictionaries: dict, images: Sequence, k: Optional[int] = 10, **generate_kwargs
+) -> list[dict[str, str]]:
+    """Dense captions beside the sparse captions of several dictionaries at the same k, per image — e.g. dense
+    vs CEDAR vs the no-rotation baseline (the CEDAR paper's Study 3). Returns one `{"dense": …, name: …}` per image.
+
+        compare_captions(blip, {"CEDAR": cedar, "no rotation": no_rotation}, images, k=10)
+    """
+    images = list(images)
+    kwargs = _generate_defaults(generate_kwargs)
+    rows = [{"dense": caption} for caption in backbone.caption(images, **kwargs)]
+    for name, dictionary in dictionaries.items():
+        if name == "dense":
+            raise ValueError("'dense' is reserved for the dense captions; name the dictionary otherwise")
+        for row, caption in zip(rows, sparse_captions(backbone, dictionary, images, k=k, **kwargs)):
+            row[name] = caption
+    return rows
+
+
+def format_comparison(rows: Sequence[dict[str, str]], sources: Sequence[str], k: Optional[int]) -> str:
+    """The side-by-side table `compare_captions` returns, as text (one block per image)."""
+    lines = []
+    for source, row in zip(sources, rows):
+        width = max(len(name) for name in row)
+        lines.append(source)
+        for name, caption in row.items():
+            label = name if name == "dense" else f"{name} (k={k})"
+            lines.append(f"  {label.ljust(width + 6)}  {caption}")
+    return "\n".join(lines)
+
+
 class SteeredDictionary(torch.nn.Module):
     """A dictionary whose codes are changed on one latent before decoding: `codes[..., latent] = value` or
     `+= delta`. It keeps the dictionary contract that `sparse_tokens` uses (`config`, `reconstruct`, `check_k`)."""
