@@ -189,6 +189,21 @@ class DictionaryPreTrainedModel(PreTrainedModel):
             raise ValueError(f"k={k} must be in [1, n_latents={self.config.n_latents}]")
         return k
 
+    def l1_output(self, x: torch.Tensor, codes: torch.Tensor, x_hat: torch.Tensor, return_dict: bool = True):
+        """The output of an L1-objective model (CEDAR, no-rotation): loss = mean over samples (and tokens) of
+        `‖z − ẑ‖₁`. `codes`, `x_hat` are flat `(B·N, ·)`; `x` has the caller's shape."""
+        flat = x.reshape(-1, self.config.d_in)
+        loss = (flat - x_hat).abs().sum(-1).mean()
+        out = DictionaryOutput(
+            loss=loss,
+            reconstruction=x_hat.reshape(x.shape),
+            codes=codes.reshape(*x.shape[:-1], self.config.n_latents),
+            reconstruction_loss=loss,
+            fvu=self.batch_fvu(flat, x_hat).detach(),
+            l0=self.mean_l0(codes).detach(),
+        )
+        return out if return_dict else out.to_tuple()
+
     @staticmethod
     def batch_fvu(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """Fraction of variance unexplained of one batch (logging; evaluation uses the training mean)."""

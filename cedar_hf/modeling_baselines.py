@@ -227,16 +227,7 @@ class NoRotation(DictionaryPreTrainedModel):
         flat = x.reshape(-1, self.config.d_in)
         codes = self._encode(flat, self.resolve_k(k))
         x_hat = self._decode(codes)
-        loss = (flat - x_hat).abs().sum(-1).mean()  # the same L1 objective as CEDAR, for comparison
-        out = DictionaryOutput(
-            loss=loss,
-            reconstruction=x_hat.reshape(x.shape),
-            codes=codes.reshape(*x.shape[:-1], self.config.n_latents),
-            reconstruction_loss=loss,
-            fvu=self.batch_fvu(flat, x_hat).detach(),
-            l0=self.mean_l0(codes).detach(),
-        )
-        return out if return_dict else out.to_tuple()
+        return self.l1_output(x, codes, x_hat, return_dict)  # the same L1 objective as CEDAR, for comparison
 
     @torch.no_grad()
     def fit_embeddings(self, dataset: Any, args: Any = None, **overrides) -> list[float]:

@@ -106,16 +106,7 @@ class CedarModel(DictionaryPreTrainedModel):
         U = self.rotation  # computed once per step: it costs O(D³)
         codes = self._encode(flat, k, U)
         x_hat = self._decode(codes, U)
-        loss = (flat - x_hat).abs().sum(-1).mean()
-        out = DictionaryOutput(
-            loss=loss,
-            reconstruction=x_hat.reshape(x.shape),
-            codes=codes.reshape(*x.shape[:-1], self.config.n_latents),
-            reconstruction_loss=loss,
-            fvu=self.batch_fvu(flat, x_hat).detach(),
-            l0=self.mean_l0(codes).detach(),
-        )
-        return out if return_dict else out.to_tuple()
+        return self.l1_output(x, codes, x_hat, return_dict)
 
 
 __all__ = ["CedarModel", "rotation_from_generator"]

@@ -44,20 +44,11 @@ def _dataset_embeddings(dataset) -> torch.Tensor:
         raise ValueError(f"dataset has no 'embedding' column (columns: {dataset.column_names})")
     if len(dataset) == 0:
         raise ValueError("the embedding dataset is empty")
-    array = dataset.with_format("arrow")["embedding"].combine_chunks()  # honours select()/shuffle() indices
-    while True:
-        if isinstance(array, pa.ExtensionArray):
-            array = array.storage
-        elif pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(
-            array.type
-        ):
-            array = array.flatten()
-        else:
-            break
-    if array.null_count:
-        raise ValueError("the embedding column contains missing (null) values")
+    from cedar_hf.training.data import arrow_to_numpy
+
+    flat = arrow_to_numpy(dataset.with_format("arrow")["embedding"])  # honours select()/shuffle() indices
     d = np.asarray(dataset[0]["embedding"]).shape[-1]
-    return torch.from_numpy(np.array(array.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, d))
+    return torch.from_numpy(flat.reshape(-1, d))
 
 
 def load_dataset(path):

@@ -52,7 +52,7 @@ def read_dataset_metadata(dataset) -> dict:
         return json.load(f)
 
 
-def _arrow_to_numpy(column: Union[pa.ChunkedArray, pa.Array]) -> np.ndarray:
+def arrow_to_numpy(column: Union[pa.ChunkedArray, pa.Array]) -> np.ndarray:
     """Flatten a (possibly nested, possibly extension-typed) list column to a 1-D float32 array."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     while True:
@@ -114,7 +114,7 @@ class EmbeddingStream:
         """Rows at these positions, float32 `(len(positions), *row_shape)`; NaN/Inf rows raise with their ids."""
         positions = np.asarray(positions, dtype=np.int64)
         table = self._arrow[self.rows[positions].tolist()]
-        values = _arrow_to_numpy(table.column(self.column))
+        values = arrow_to_numpy(table.column(self.column))
         if values.size != len(positions) * int(np.prod(self.row_shape)):
             raise ValueError(
                 f"embedding rows have different shapes: expected every row to be {self.row_shape} like the first"
