@@ -11,7 +11,8 @@ class SemiNMFConfig(DictionaryConfig):
     r"""
     Semi-NMF (Ding, Li & Jordan 2010; the dictionary-learning baseline of Papadimitriou et al. 2025 §3.2):
     `x − μ ≈ codes @ D` with **non-negative** codes and an unconstrained dictionary D, fitted by alternating
-    updates (multiplicative for the codes, exact least squares for D) with an L1 sparsity penalty on the codes.
+    updates (projected gradient for the codes, exact ridge least squares for D) with an L1 sparsity penalty on the
+    codes: `mean_n [½‖x_n − μ − g_n D‖² + λ‖g_n‖₁] + (ρ/2)‖D‖²`, g ≥ 0.
 
     Args:
         d_in (`int`, defaults to 768):
@@ -23,9 +24,15 @@ class SemiNMFConfig(DictionaryConfig):
         k (`int`, *optional*):
             Keep only each sample's k largest codes at inference (a hard sparsity constraint); None keeps all.
         l1_coefficient (`float`, defaults to 0.01):
-            λ in the objective `mean_n ½‖x_n − μ − g_n D‖² + λ‖g_n‖₁` (g ≥ 0).
-        encode_iterations (`int`, defaults to 50):
-            Multiplicative updates of the codes per `encode` call (the dictionary is fixed then).
+            λ in the objective.
+        encode_iterations (`int`, defaults to 200):
+            Accelerated projected-gradient (FISTA) iterations of the non-negative code solve per `encode` call (the
+            dictionary is fixed then); codes start at 0, so the L1 term leaves most of them exactly 0.
+        fit_epochs (`int`, defaults to 20):
+            Alternating passes over the data in `fit_embeddings` (`cedar-hf train --model semi-nmf`).
+        dictionary_ridge (`float`, defaults to 1e-3):
+            ρ in the objective's `(ρ/2)‖D‖²` term, which keeps the least-squares dictionary update well posed when
+            some atoms are rarely used.
         center (`bool`, defaults to `True`):
             Subtract the training mean μ (a buffer) before factorising.
     """
@@ -39,7 +46,9 @@ class SemiNMFConfig(DictionaryConfig):
         expansion_factor: int = 1,
         k: Optional[int] = None,
         l1_coefficient: float = 0.01,
-        encode_iterations: int = 50,
+        encode_iterations: int = 200,
+        fit_epochs: int = 20,
+        dictionary_ridge: float = 1e-3,
         center: bool = True,
         **kwargs,
     ):
@@ -49,8 +58,14 @@ class SemiNMFConfig(DictionaryConfig):
             raise ValueError(f"l1_coefficient={l1_coefficient} must be >= 0")
         if isinstance(encode_iterations, bool) or not isinstance(encode_iterations, int) or encode_iterations < 1:
             raise ValueError(f"encode_iterations={encode_iterations!r} must be a positive integer")
+        if isinstance(fit_epochs, bool) or not isinstance(fit_epochs, int) or fit_epochs < 1:
+            raise ValueError(f"fit_epochs={fit_epochs!r} must be a positive integer")
+        if dictionary_ridge <= 0:
+            raise ValueError(f"dictionary_ridge={dictionary_ridge} must be > 0")
         if n_latents is None and isinstance(d_in, int):
             n_latents = expansion_factor * d_in
+        self.fit_epochs = fit_epochs
+        self.dictionary_ridge = dictionary_ridge
         self.expansion_factor = expansion_factor
         self.l1_coefficient = l1_coefficient
         self.encode_iterations = encode_iterations

@@ -27,6 +27,7 @@ def test_semi_nmf_objective_decreases_monotonically_and_codes_are_nonnegative():
     assert history[-1] < 0.2 * history[0]
     codes = model.encode(z)
     assert (codes >= 0).all()
+    assert bool((codes == 0).any())  # projected gradient from 0 reaches exact zeros (multiplicative rules never do)
     assert float(model(z).fvu) < 0.05  # the planted factorisation is found
     torch.testing.assert_close(model.mean, z.mean(0), atol=1e-5, rtol=1e-5)
 
@@ -112,8 +113,8 @@ def test_train_fits_semi_nmf_by_its_own_algorithm(tmp_path):
 
     assert resolve_architecture("semi-nmf") == "semi_nmf" and resolve_architecture("no-rotation") == "no_rotation"
     z, _ = _nonnegative_planted(n=800)
-    model = cedar_hf.SemiNMF(cedar_hf.SemiNMFConfig(d_in=D, n_latents=8))
-    args = cedar_hf.TrainingArgs(output_dir=str(tmp_path / "nmf"), batch_size=200, num_epochs=4, disable_tqdm=True)
+    model = cedar_hf.SemiNMF(cedar_hf.SemiNMFConfig(d_in=D, n_latents=8, fit_epochs=4))
+    args = cedar_hf.TrainingArgs(output_dir=str(tmp_path / "nmf"), batch_size=200, disable_tqdm=True)
     import datasets
 
     trained = cedar_hf.train(model, datasets.Dataset.from_dict({"embedding": z.tolist()}), args)
