@@ -56,6 +56,13 @@ class Backbone(ABC):
             self.dim(site)
         return tuple(sites)
 
+    def check_image_sites(self, sites: Sequence[str]) -> tuple[str, ...]:
+        """`check_sites`, refusing the text site (images have none)."""
+        sites = self.check_sites(sites)
+        if "text_embeds" in sites:
+            raise ValueError("text_embeds is a text site; use embed_texts")
+        return sites
+
     def caption(self, images: Sequence, **generate_kwargs) -> list[str]:
         """Captions of PIL images (captioning backbones only: BLIP, CoCa, vision encoder-decoders)."""
         raise ValueError(f"{type(self).__name__} ({self.name_or_path}) is not a captioning model")

@@ -71,9 +71,7 @@ class ClipBackbone(Backbone):
 
     @torch.no_grad()
     def embed_images(self, images: Sequence, sites: Sequence[str] = ("image_embeds",), batch_size: int = 32) -> dict[str, torch.Tensor]:
-        sites = self.check_sites(sites)
-        if "text_embeds" in sites:
-            raise ValueError("text_embeds is a text site; use embed_texts")
+        sites = self.check_image_sites(sites)
         out: dict[str, list[torch.Tensor]] = {site: [] for site in sites}
         for batch in batched(list(images), batch_size, desc="image embeddings"):
             inputs = self.image_processor(to_rgb(batch), return_tensors="pt")
