@@ -162,9 +162,9 @@ def test_matryoshka_weighting_and_nested_loss():
 def test_topk_aux_loss_acts_on_dead_latents():
     model = build_model("topk_sae", D, dead_tokens_threshold=1).train()
     x = torch.randn(32, D)
-    assert float(model(x).auxiliary_loss) == 0.0  # nothing is dead before any token was seen
+    assert float(model(x).auxiliary_loss.detach()) == 0.0  # nothing is dead before any token was seen
     model.tokens_since_fired.fill_(10)  # now every latent counts as dead
-    assert float(model(x).auxiliary_loss) > 0
+    assert float(model(x).auxiliary_loss.detach()) > 0
 
 
 @pytest.mark.parametrize("model_type", ARCHITECTURES)
