@@ -170,6 +170,13 @@ class DictionaryPreTrainedModel(PreTrainedModel):
             x = x.to(param.dtype)
         return x
 
+    def check_mean(self, mean: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A training-mean vector as a tensor like `like`, refused unless finite and of length d_in."""
+        mean = torch.as_tensor(mean, dtype=like.dtype, device=like.device).reshape(-1)
+        if mean.numel() != self.config.d_in or not bool(torch.isfinite(mean).all()):
+            raise ValueError(f"mean must be a finite vector of length d_in={self.config.d_in}, got {tuple(mean.shape)}")
+        return mean
+
     def resolve_k(self, k: Optional[int]) -> Optional[int]:
         """The k an `encode`/`forward` call runs with; variants whose default is not a count override this."""
         return self.check_k(k)

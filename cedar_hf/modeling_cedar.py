@@ -75,9 +75,7 @@ class CedarModel(DictionaryPreTrainedModel):
 
     def set_mean(self, mean: torch.Tensor) -> None:
         """Set the centring vector b (the training mean, over all tokens for token inputs)."""
-        mean = torch.as_tensor(mean, dtype=self.b.dtype, device=self.b.device).reshape(-1)
-        if mean.numel() != self.config.d_in or not bool(torch.isfinite(mean).all()):
-            raise ValueError(f"mean must be a finite vector of length d_in={self.config.d_in}, got {tuple(mean.shape)}")
+        mean = self.check_mean(mean, like=self.b)
         with torch.no_grad():
             self.b.copy_(mean)
 

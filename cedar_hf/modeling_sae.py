@@ -68,10 +68,8 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
     # ---- standardisation ------------------------------------------------------------------------------------
     def set_normalization(self, mean: torch.Tensor, scale: float | torch.Tensor) -> None:
         """Set μ and s (see `compute_normalization`)."""
-        mean = torch.as_tensor(mean, dtype=self.mean.dtype, device=self.mean.device).reshape(-1)
+        mean = self.check_mean(mean, like=self.mean)
         scale = torch.as_tensor(scale, dtype=self.scale.dtype, device=self.scale.device).reshape(())
-        if mean.numel() != self.config.d_in or not bool(torch.isfinite(mean).all()):
-            raise ValueError(f"mean must be a finite vector of length d_in={self.config.d_in}, got {tuple(mean.shape)}")
         if not bool(torch.isfinite(scale)) or float(scale) <= 0:
             raise ValueError(f"scale={float(scale)} must be finite and > 0")
         with torch.no_grad():
