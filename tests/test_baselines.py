@@ -85,6 +85,26 @@ def test_baselines_round_trip_through_auto_model(model_class, config, tmp_path):
     torch.testing.assert_close(loaded.decode(e) - zero, 1.5 * loaded.concept_directions[1:2])
 
 
+def test_semi_nmf_codes_do_not_depend_on_the_order_of_the_arithmetic():
+    """The AMD failure, reproduced on any CPU: another summation order (here: the atoms permuted, which reorders
+    every `codes @ gram` sum) must give the same codes, permuted. Two fitting epochs leave this dictionary
+    ill-conditioned (cond(D Dᵀ) ~ 1e5), which amplified float32 rounding to ~1e-5 here (1e-4 on an EPYC after
+    save/load); the float64 solve keeps it at float32 resolution (codes ≤ ~2.5, so 1e-6 is a few ulps)."""
+    z, _ = _nonnegative_planted(n=300)
+    model = cedar_hf.SemiNMF(cedar_hf.SemiNMFConfig(d_in=D, n_latents=8))
+    model.fit_embeddings(z, batch_size=300, num_epochs=2)
+    eigenvalues = torch.linalg.eigvalsh((model.dictionary @ model.dictionary.T).double())
+    assert eigenvalues[-1] / eigenvalues[0] > 1e3  # the ill-conditioned case this guards
+    x = z[:40]
+    codes = model.encode(x)
+    original = model.dictionary.detach().clone()
+    for seed in range(3):
+        order = torch.randperm(8, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            model.dictionary.copy_(original[order])
+        torch.testing.assert_close(model.encode(x), codes[:, order], rtol=0, atol=1e-6)
+
+
 def test_rotation_is_what_makes_rotated_data_sparse():
     """The ablation's point as a property: on planted rotated data, a (briefly) trained CEDAR at k reconstructs
     far better than top-k in the original basis at the same k."""
