@@ -37,10 +37,12 @@ def test_save_load_round_trip_through_auto_classes(model_type, tmp_path):
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     assert type(loaded) is type(model)
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert torch.equal(a, b), name
+        assert torch.equal(a, b), name  # stored values: bit-identical
+    # Outputs are computed from memory-mapped weights, whose address may take another SIMD path than the
+    # original's (last-bit differences on some CPUs), so they are compared at float32 tolerance, not bit for bit.
     with torch.no_grad():
-        assert torch.equal(model(x).reconstruction, loaded(x).reconstruction)
-        assert torch.equal(model.encode(x), loaded.encode(x))
+        torch.testing.assert_close(loaded(x).reconstruction, model(x).reconstruction)
+        torch.testing.assert_close(loaded.encode(x), model.encode(x))
 
 
 @pytest.mark.parametrize("parametrization", ["matrix_exp", "cayley"])
@@ -106,7 +108,7 @@ def test_batchtopk_threshold_is_saved_and_used(tmp_path):
     assert torch.equal(loaded.threshold, model.threshold)
     x = torch.randn(16, D)
     before = loaded.encode(x)
-    assert torch.equal(before, model.encode(x))
+    torch.testing.assert_close(before, model.encode(x))  # same θ, same codes (float32 tolerance: mmapped weights)
     loaded.threshold.fill_(float(loaded.threshold) * 3)
     after = loaded.encode(x)
     assert (after != 0).sum() < (before != 0).sum()
@@ -128,7 +130,7 @@ def test_jumprelu_thresholds_are_saved_and_used(tmp_path):
     torch.testing.assert_close(loaded.threshold, model.threshold)
     x = torch.randn(16, D)
     before = loaded.encode(x)
-    assert torch.equal(before, model.encode(x))
+    torch.testing.assert_close(before, model.encode(x))  # same θ, same codes (float32 tolerance: mmapped weights)
     with torch.no_grad():
         loaded.log_threshold.add_(2.0)
     assert (loaded.encode(x) != 0).sum() < (before != 0).sum()
