@@ -33,46 +33,23 @@ from .modeling_sae_jumprelu import JumpReLUSAE
 from .modeling_sae_matryoshka import MatryoshkaSAE
 from .modeling_sae_relu import ReLUSAE
 from .modeling_sae_topk import TopKSAE
+from .configuration_wrapped import CedarBlipConfig, CedarClipConfig
+from .modeling_wrapped import CedarBlipForConditionalGeneration, CedarClipModel, register_wrapped_models
+from .registry import DICTIONARY_CLASSES, register_dictionary
+from .version import __version__
 
-__version__ = "0.1.0"
 
 # ---- the one registration block: AutoConfig / AutoModel load every dictionary with no trust_remote_code ----
-DICTIONARY_CLASSES: dict[str, tuple[type, type]] = {
-    CedarConfig.model_type: (CedarConfig, CedarModel),
-    ReLUSAEConfig.model_type: (ReLUSAEConfig, ReLUSAE),
-    TopKSAEConfig.model_type: (TopKSAEConfig, TopKSAE),
-    BatchTopKSAEConfig.model_type: (BatchTopKSAEConfig, BatchTopKSAE),
-    JumpReLUSAEConfig.model_type: (JumpReLUSAEConfig, JumpReLUSAE),
-    MatryoshkaSAEConfig.model_type: (MatryoshkaSAEConfig, MatryoshkaSAE),
-    SemiNMFConfig.model_type: (SemiNMFConfig, SemiNMF),
-    NoRotationConfig.model_type: (NoRotationConfig, NoRotation),
-}
-
-
-def register_dictionary(config_class: type, model_class: type) -> None:
-    """Register a dictionary architecture with the Auto classes (idempotent)."""
-    model_type = config_class.model_type
-    try:
-        AutoConfig.register(model_type, config_class, exist_ok=True)
-    except TypeError:  # older transformers without exist_ok
-        AutoConfig.register(model_type, config_class)
-    try:
-        AutoModel.register(config_class, model_class, exist_ok=True)
-    except TypeError:
-        AutoModel.register(config_class, model_class)
-    DICTIONARY_CLASSES[model_type] = (config_class, model_class)
-
-
-for _config_class, _model_class in list(DICTIONARY_CLASSES.values()):
-    register_dictionary(_config_class, _model_class)
-
-# Wrapped models (a frozen backbone composed with a dictionary): Auto classes only, not DICTIONARY_CLASSES.
-from .configuration_wrapped import CedarBlipConfig, CedarClipConfig  # noqa: E402
-from .modeling_wrapped import CedarBlipForConditionalGeneration, CedarClipModel  # noqa: E402
-
-for _config_class, _model_class in ((CedarBlipConfig, CedarBlipForConditionalGeneration), (CedarClipConfig, CedarClipModel)):
-    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
-    AutoModel.register(_config_class, _model_class, exist_ok=True)
+register_dictionary(CedarConfig, CedarModel)
+register_dictionary(ReLUSAEConfig, ReLUSAE)
+register_dictionary(TopKSAEConfig, TopKSAE)
+register_dictionary(BatchTopKSAEConfig, BatchTopKSAE)
+register_dictionary(JumpReLUSAEConfig, JumpReLUSAE)
+register_dictionary(MatryoshkaSAEConfig, MatryoshkaSAE)
+register_dictionary(SemiNMFConfig, SemiNMF)
+register_dictionary(NoRotationConfig, NoRotation)
+# Wrapped models (a frozen backbone composed with a dictionary): Auto classes only, not dictionaries.
+register_wrapped_models()
 
 # ---- lazily imported public API (name -> module) ----
 _LAZY = {
@@ -99,7 +76,7 @@ _LAZY = {
     "sparse_captions": "cedar_hf.interpret",
     "caption_report": "cedar_hf.interpret",
     "steer": "cedar_hf.interpret",
-    "run_demo": "cedar_hf.interpret.demo",
+    "run_demo": "cedar_hf.pipelines.demo",
     # analyses
     "analysis": "cedar_hf.analysis",
 }

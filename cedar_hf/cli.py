@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import typer
 
@@ -38,15 +37,13 @@ app = typer.Typer(
 def _register_commands() -> None:
     for name in COMMANDS:
         module_name = f"cedar_hf.commands.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue  # not built yet
         importlib.import_module(module_name).register(app)
 
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
-        from . import __version__
+        from .version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()

@@ -38,6 +38,13 @@ class SemiNMFConfig(DictionaryConfig):
     """
 
     model_type = "semi_nmf"
+    aliases = ("seminmf", "nmf")  # short names for `cedar-hf train --architecture`
+    card_title = "Semi-NMF dictionary"
+    card_description = (
+        "Semi-NMF (Ding, Li & Jordan 2010), the dictionary-learning "
+        "baseline of the linear-structure paper: non-negative codes over an unconstrained dictionary, fitted by "
+        "alternating projected-gradient code updates and exact ridge least-squares dictionary updates."
+    )
 
     def __init__(
         self,
@@ -87,6 +94,12 @@ class NoRotationConfig(DictionaryConfig):
     """
 
     model_type = "no_rotation"
+    aliases = ("norotation",)  # short names for `cedar-hf train --architecture`
+    card_title = "No-rotation baseline"
+    card_description = (
+        "CEDAR without its rotation (the CEDAR paper's "
+        "ablation): the signed top-k coordinates of `z − b` in the original basis; only the mean b is fitted."
+    )
 
     def __init__(self, d_in: int = 768, k: Optional[int] = None, n_latents: Optional[int] = None, **kwargs):
         if n_latents is not None and n_latents != d_in:

@@ -31,6 +31,15 @@ class CedarConfig(DictionaryConfig):
     """
 
     model_type = "cedar"
+    aliases = ()  # short names for `cedar-hf train --architecture`
+    card_title = "CEDAR rotation"
+    card_description = (
+        "CEDAR (Conceptual Embedding Disentanglement via Adaptive Rotation, "
+        "[arXiv:2605.22679](https://arxiv.org/abs/2605.22679)) learns an orthogonal rotation `U` of the "
+        "centred embedding space and keeps the k coordinates of largest magnitude with their sign: "
+        "`codes = topk(U(z − b))`, `ẑ = Uᵀ codes + b`. It keeps the embedding's dimension (one concept per "
+        "dimension, row d of `U` is concept d), is lossless at k = d_in, and its codes are signed."
+    )
 
     def __init__(
         self,

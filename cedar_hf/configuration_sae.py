@@ -69,6 +69,12 @@ class ReLUSAEConfig(SAEConfig):
     """
 
     model_type = "relu_sae"
+    aliases = ("relu",)  # short names for `cedar-hf train --architecture`
+    card_title = "ReLU sparse autoencoder"
+    card_description = (
+        "A ReLU sparse autoencoder (Bricken et al. 2023) with an L1 penalty "
+        "weighted by decoder norms; codes are non-negative."
+    )
 
     def __init__(self, l1_coefficient: float = 0.01, **kwargs):
         if l1_coefficient < 0:
@@ -88,6 +94,12 @@ class TopKSAEConfig(SAEConfig):
     """
 
     model_type = "topk_sae"
+    aliases = ("topk",)  # short names for `cedar-hf train --architecture`
+    card_title = "TopK sparse autoencoder"
+    card_description = (
+        "A TopK sparse autoencoder (Gao et al. 2024): the k largest "
+        "pre-activations per sample are kept; codes are non-negative."
+    )
 
     def __init__(self, k: Optional[int] = 64, **kwargs):
         super().__init__(k=k, **kwargs)
@@ -106,6 +118,12 @@ class BatchTopKSAEConfig(SAEConfig):
     """
 
     model_type = "batchtopk_sae"
+    aliases = ("batchtopk",)  # short names for `cedar-hf train --architecture`
+    card_title = "BatchTopK sparse autoencoder"
+    card_description = (
+        "A BatchTopK sparse autoencoder (Bussmann et al. 2024): "
+        "top k·B activations per training batch, a global threshold at inference."
+    )
 
     def __init__(self, k: Optional[int] = 32, threshold_momentum: float = 0.99, **kwargs):
         if not 0.0 <= threshold_momentum < 1.0:
@@ -129,6 +147,12 @@ class JumpReLUSAEConfig(SAEConfig):
     """
 
     model_type = "jumprelu_sae"
+    aliases = ("jumprelu",)  # short names for `cedar-hf train --architecture`
+    card_title = "JumpReLU sparse autoencoder"
+    card_description = (
+        "A JumpReLU sparse autoencoder (Rajamanoharan et al. 2024) "
+        "with per-latent thresholds trained through a straight-through estimator."
+    )
 
     def __init__(
         self, initial_threshold: float = 0.001, bandwidth: float = 0.001, l0_coefficient: float = 0.001, **kwargs
@@ -163,6 +187,12 @@ class MatryoshkaSAEConfig(SAEConfig):
     """
 
     model_type = "matryoshka_sae"
+    aliases = ("matryoshka", "msae")  # short names for `cedar-hf train --architecture`
+    card_title = "Matryoshka sparse autoencoder"
+    card_description = (
+        "A Matryoshka sparse autoencoder (Zaigrajew et al. "
+        "2025): nested TopK levels trained jointly, so small k uses the most general concepts."
+    )
 
     def __init__(self, levels: Sequence[int] = (64, 128, 256, 512), weighting: str = "RW", k=None, **kwargs):
         levels = [int(level) for level in levels]

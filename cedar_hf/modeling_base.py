@@ -100,7 +100,7 @@ class DictionaryPreTrainedModel(PreTrainedModel):
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload weights, config, concept names and a model card rendered from `model_cards/` (see
         `cedar_hf.hub.push_dictionary_to_hub` for the options)."""
-        from .hub import push_dictionary_to_hub
+        from .hub.push import push_dictionary_to_hub
 
         return push_dictionary_to_hub(self, repo_id, **kwargs)
 

@@ -16,24 +16,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .configuration_baselines import NoRotationConfig, SemiNMFConfig
+from .data.stream import iter_embedding_batches, running_mean
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel, signed_topk
 from .modeling_sae import per_sample_topk
-
-def iter_embedding_batches(dataset: Any, batch_size: int, d_in: int) -> Iterator[torch.Tensor]:
-    """`(B, d_in)` float32 batches, in order, from a tensor or a `datasets.Dataset` with an `embedding` column
-    (rows `(d,)` or token matrices `(N, d)`, flattened token-wise). Reads slice by slice (memory-mapped Arrow)."""
-    if isinstance(dataset, torch.Tensor):
-        flat = dataset.reshape(-1, dataset.shape[-1])
-        for start in range(0, flat.shape[0], batch_size):
-            yield flat[start : start + batch_size].float()
-        return
-    if "embedding" not in getattr(dataset, "column_names", []):
-        raise ValueError(f"expected a tensor or a datasets.Dataset with an 'embedding' column, got {type(dataset).__name__}")
-    torch_view = dataset.with_format("torch", columns=["embedding"])
-    for start in range(0, len(dataset), batch_size):
-        rows = torch_view[start : start + batch_size]["embedding"]
-        yield rows.reshape(-1, d_in).float() if isinstance(rows, torch.Tensor) else torch.stack(list(rows)).reshape(-1, d_in).float()
-
 
 class SemiNMF(DictionaryPreTrainedModel):
     """
@@ -142,14 +127,11 @@ class SemiNMF(DictionaryPreTrainedModel):
         epochs = int(options.get("num_epochs") or self.config.fit_epochs)
         d, m = self.config.d_in, self.config.n_latents
         batches = lambda: iter_embedding_batches(dataset, options["batch_size"], d)  # noqa: E731
-        total, count = torch.zeros(d, dtype=torch.float64), 0
-        for batch in batches():
-            batch = self.check_input(batch)
-            total += batch.double().sum(0)
-            count += batch.shape[0]
-        if count == 0:
-            raise ValueError("cannot fit Semi-NMF on an empty dataset")
-        self.mean.copy_((total / count).float() if self.config.center else torch.zeros(d))
+        try:
+            mean, count = running_mean((self.check_input(batch) for batch in batches()), d)
+        except ValueError:
+            raise ValueError("cannot fit Semi-NMF on an empty dataset") from None
+        self.mean.copy_(mean.float() if self.config.center else torch.zeros(d))
         self._init_dictionary_from_data(batches(), torch.Generator().manual_seed(int(options["seed"])))
         cache: Optional[list[torch.Tensor]] = [] if count * m <= options["max_cached_codes"] else None
         history = []
@@ -238,15 +220,13 @@ class NoRotation(DictionaryPreTrainedModel):
     def fit_embeddings(self, dataset: Any, args: Any = None, **overrides) -> list[float]:
         """b = the mean of the training embeddings (over all tokens), streamed in batches."""
         batch_size = overrides.get("batch_size", getattr(args, "batch_size", None) or 4096)
-        total, count = torch.zeros(self.config.d_in, dtype=torch.float64), 0
-        for batch in iter_embedding_batches(dataset, batch_size, self.config.d_in):
-            batch = self.check_input(batch)
-            total += batch.double().sum(0)
-            count += batch.shape[0]
-        if count == 0:
-            raise ValueError("cannot fit the no-rotation baseline on an empty dataset")
-        self.b.copy_((total / count).to(self.b.dtype))
+        batches = iter_embedding_batches(dataset, batch_size, self.config.d_in)
+        try:
+            mean, _ = running_mean((self.check_input(batch) for batch in batches), self.config.d_in)
+        except ValueError:
+            raise ValueError("cannot fit the no-rotation baseline on an empty dataset") from None
+        self.b.copy_(mean.to(self.b.dtype))
         return []
 
 
-__all__ = ["SemiNMF", "NoRotation", "iter_embedding_batches"]
+__all__ = ["SemiNMF", "NoRotation"]

@@ -16,7 +16,10 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .auto import load_dictionary
 from .configuration_wrapped import CedarBlipConfig, CedarClipConfig
+from .modeling_base import DictionaryPreTrainedModel
+from .registry import DICTIONARY_CLASSES, register_auto
 
 
 @dataclass
@@ -48,8 +51,6 @@ class CedarClipOutput(ModelOutput):
 
 
 def _dictionary_from_config(config, name: str):
-    from . import DICTIONARY_CLASSES
-
     if config is None:
         raise ValueError(f"config.{name} is missing: build with from_backbone_and_dictionary(backbone_id, dictionary_id)")
     if config.model_type not in DICTIONARY_CLASSES:
@@ -59,14 +60,11 @@ def _dictionary_from_config(config, name: str):
 
 def _load_dictionary(dictionary, **kwargs):
     """A dictionary instance from an instance, a folder or a Hub id (refuses non-dictionaries)."""
-    from transformers import AutoModel
-
-    from .modeling_base import DictionaryPreTrainedModel
-
-    model = dictionary if isinstance(dictionary, torch.nn.Module) else AutoModel.from_pretrained(dictionary, **kwargs)
-    if not isinstance(model, DictionaryPreTrainedModel):
-        raise ValueError(f"{dictionary!r} is a {type(model).__name__}, not a cedar-hf dictionary (CEDAR or an SAE)")
-    return model
+    if isinstance(dictionary, torch.nn.Module):
+        if not isinstance(dictionary, DictionaryPreTrainedModel):
+            raise ValueError(f"{dictionary!r} is a {type(dictionary).__name__}, not a cedar-hf dictionary (CEDAR or an SAE)")
+        return dictionary
+    return load_dictionary(dictionary, **kwargs)
 
 
 def _check_d_in(dictionary, width: int, what: str) -> None:
@@ -259,12 +257,9 @@ def _name(part) -> Optional[str]:
 
 
 def register_wrapped_models() -> None:
-    """Register the wrapped models with `AutoConfig`/`AutoModel` (idempotent)."""
-    from transformers import AutoConfig, AutoModel
-
-    for config_class, model_class in ((CedarBlipConfig, CedarBlipForConditionalGeneration), (CedarClipConfig, CedarClipModel)):
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, model_class, exist_ok=True)
+    """Register the wrapped models with `AutoConfig`/`AutoModel` (idempotent; `import cedar_hf` does it)."""
+    register_auto(CedarBlipConfig, CedarBlipForConditionalGeneration)
+    register_auto(CedarClipConfig, CedarClipModel)
 
 
 __all__ = ["CedarBlipForConditionalGeneration", "CedarClipModel", "CedarClipOutput", "register_wrapped_models"]

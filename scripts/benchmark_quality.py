@@ -271,10 +271,12 @@ def train_overcomplete(x_train: torch.Tensor, x_val: torch.Tensor, steps: int, b
 # ---- 3. evaluation -------------------------------------------------------------------------------------------------
 def evaluate_all(models: dict, train_path: Path, val_path: Path, targets, curve) -> dict:
     """The FVU-matched comparison of every model on the validation glosses (μ and the probe from training)."""
-    from cedar_hf.evaluation import compare_models, embedding_matrix, load_dataset
+    from cedar_hf.data import embedding_matrix, load_dataset
+    from cedar_hf.evaluation import compare_models
 
     train_ds, val_ds = load_dataset(train_path), load_dataset(val_path)
-    return compare_models(models, embedding_matrix(val_ds), targets, train_data=embedding_matrix(train_ds),
+    return compare_models(models, embedding_matrix(val_ds, flatten_tokens=True), targets,
+                          train_data=embedding_matrix(train_ds, flatten_tokens=True),
                           eval_labels=list(val_ds["label"]), train_labels=list(train_ds["label"]),
                           curve_targets=curve)
 
@@ -497,9 +499,9 @@ def main() -> None:
                           "eval_fvu": round(metrics.get("eval/fvu", float("nan")), 4)}
     if args.stage == "train":
         return
-    from cedar_hf.evaluation import embedding_matrix, load_dataset
+    from cedar_hf.data import embedding_matrix
 
-    peers = train_overcomplete(embedding_matrix(load_dataset(train_path)), embedding_matrix(load_dataset(val_path)),
+    peers = train_overcomplete(embedding_matrix(train_path, flatten_tokens=True), embedding_matrix(val_path, flatten_tokens=True),
                                args.sae_steps, args.batch_size)
     models.update(peers["models"])
     for name, check in peers["checks"].items():

@@ -129,7 +129,7 @@ def test_rotation_is_what_makes_rotated_data_sparse():
 
 
 def test_train_fits_semi_nmf_by_its_own_algorithm(tmp_path):
-    from cedar_hf.commands.train import resolve_architecture
+    from cedar_hf.registry import resolve_architecture
 
     assert resolve_architecture("semi-nmf") == "semi_nmf" and resolve_architecture("no-rotation") == "no_rotation"
     z, _ = _nonnegative_planted(n=800)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import cedar_hf
 from cedar_hf.cli import app
 from cedar_hf.interpret import load_demo_texts, load_vocabulary
-from cedar_hf.interpret.demo import demo_texts_dataset, held_out_fvu, run_demo
+from cedar_hf.pipelines.demo import demo_texts_dataset, held_out_fvu, run_demo
 
 
 def test_demo_texts_ship_with_the_package():

@@ -14,7 +14,7 @@ from PIL import Image
 from tiny_backbones import build_tiny_blip, build_tiny_clip, make_image_folder, make_images
 
 import cedar_hf
-from cedar_hf.data import embeddings_tensor, extract_embeddings, load_embeddings, read_metadata
+from cedar_hf.data import embedding_matrix, extract_embeddings, load_embeddings, read_metadata
 
 TESTS = Path(__file__).parent
 
@@ -41,14 +41,14 @@ def test_folder_to_disk_and_back_equals_the_backbone(clip, folder, tmp_path, sit
     dataset = load_embeddings(out)
     ids = dataset["id"]
     assert sorted(ids) == sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
-    torch.testing.assert_close(embeddings_tensor(dataset), direct(clip, folder, ids, site))
+    torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), direct(clip, folder, ids, site))
     assert set(dataset["modality"]) == {"image"}
     assert dataset.features["label"].names == ["cats", "dogs"]
     assert [dataset.features["label"].int2str(label) for label in dataset["label"]] == [i.split("/")[0] for i in ids]
     meta = read_metadata(out)
     assert (meta["backbone"], meta["site"], meta["count"], meta["dtype"]) == (clip.name_or_path, site, 11, "float32")
     assert meta["dim"] == clip.site_dims[site] and meta["skipped"] == []
-    flat = embeddings_tensor(dataset).reshape(-1, meta["dim"])
+    flat = embedding_matrix(dataset, flatten_tokens=False).reshape(-1, meta["dim"])
     np.testing.assert_allclose(meta["mean"], flat.mean(0).numpy(), atol=1e-6)
     if site == "vision_tokens":
         assert meta["tokens_per_row"] == 17
@@ -67,7 +67,7 @@ def test_texts_with_labels_and_prompt_from_a_dataset(clip, tmp_path):
                                  prompt="a photo of {}", shard_size=2)
     assert dataset["text"] == texts and dataset["id"] == ["0", "1", "2", "3", "4"]
     assert dataset["label"] == [0, 0, 1, 1, 0] and dataset.features["label"].names == ["animal", "thing"]
-    torch.testing.assert_close(embeddings_tensor(dataset), clip.embed_texts(texts, prompt="a photo of {}"))
+    torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), clip.embed_texts(texts, prompt="a photo of {}"))
     assert read_metadata(tmp_path / "emb")["modality"] == "text"
 
 
@@ -87,7 +87,7 @@ def test_image_dataset_with_ids_and_unreadable_rows(clip, tmp_path):
     dataset = extract_embeddings(clip, str(tmp_path / "source"), tmp_path / "emb", split="validation", shard_size=2)
     assert dataset["id"] == ["img-0", "img-1", "img-2", "img-4"]
     good = [images[i] for i in (0, 1, 2, 4)]
-    torch.testing.assert_close(embeddings_tensor(dataset), clip.embed_images(good)["image_embeds"])
+    torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), clip.embed_images(good)["image_embeds"])
     skipped = read_metadata(tmp_path / "emb")["skipped"]
     assert [entry["id"] for entry in skipped] == ["img-3"] and "UnidentifiedImageError" in skipped[0]["error"]
     with pytest.raises(ValueError, match="image 'img-3' could not be read"):
@@ -116,7 +116,7 @@ def test_injected_failure_then_rerun_gives_every_id_once(clip, folder, tmp_path,
     monkeypatch.setattr(clip, "embed_images", original)
     dataset = extract_embeddings(clip, folder, out, shard_size=3, batch_size=2)
     assert sorted(dataset["id"]) == sorted(reference["id"]) and len(set(dataset["id"])) == len(dataset) == 11
-    torch.testing.assert_close(embeddings_tensor(dataset), embeddings_tensor(reference))
+    torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), embedding_matrix(reference, flatten_tokens=False))
     assert not partial.exists()
 
 
@@ -171,7 +171,7 @@ def test_killed_process_then_rerun_gives_every_id_once(clip, folder, tmp_path):
     dataset = extract_embeddings(clip, folder, out, shard_size=2, batch_size=1)
     ids = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     assert sorted(dataset["id"]) == ids and len(dataset) == len(ids)
-    torch.testing.assert_close(embeddings_tensor(dataset), direct(clip, folder, dataset["id"]))
+    torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), direct(clip, folder, dataset["id"]))
 
 
 def test_cli_extract(tmp_path, folder, clip):
@@ -197,7 +197,7 @@ def test_blip_vision_tokens_extraction(tmp_path):
     folder = Path(make_image_folder(tmp_path / "images", n=4, classes=()))
     dataset = extract_embeddings(backbone, folder, tmp_path / "emb", site="vision_tokens")
     assert "label" not in dataset.column_names
-    torch.testing.assert_close(embeddings_tensor(dataset), direct(backbone, folder, dataset["id"], "vision_tokens"))
+    torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), direct(backbone, folder, dataset["id"], "vision_tokens"))
 
 
 ACCELERATE_SCRIPT = """
@@ -234,4 +234,4 @@ def test_accelerate_two_processes_share_the_work_and_merge(clip, folder, tmp_pat
     assert all(r["rows"] == 11 for r in reports)
     dataset = load_embeddings(out)
     assert len(set(dataset["id"])) == len(dataset) == 11
-    torch.testing.assert_close(embeddings_tensor(dataset), direct(clip, folder, dataset["id"]))
+    torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), direct(clip, folder, dataset["id"]))

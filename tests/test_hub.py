@@ -17,8 +17,8 @@ import torch
 from transformers import AutoModel
 
 import cedar_hf
-from cedar_hf import hub
-from cedar_hf.interpret.cards import MISSING
+from cedar_hf.hub import push as hub  # the module that calls huggingface_hub (monkeypatched below)
+from cedar_hf.hub.cards import MISSING
 
 from builders import build_model
 

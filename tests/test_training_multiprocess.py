@@ -52,7 +52,7 @@ def test_two_processes_match_one(tmp_path, architecture, config):
     data = tmp_path / "data"
     datasets.Dataset.from_dict({"embedding": z.numpy()}).save_to_disk(str(data))
     start = tmp_path / "start"
-    from cedar_hf.commands.train import resolve_architecture
+    from cedar_hf.registry import resolve_architecture
 
     model_type = resolve_architecture(architecture)
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]

@@ -8,8 +8,9 @@
 - everything at once: `analyze_dictionary` (what `cedar-hf analyze` writes); the app: `build_explorer`
 """
 
+from ..data import embedding_matrix, load_dataset
 from .bridge import bridge_matrix, bridge_partners, top_bridge_pairs
-from .codes import compute_codes, embedding_matrix, load_dataset, modality_masks, pair_indices
+from .codes import compute_codes, modality_masks, pair_indices
 from .energy import concept_energy, concepts_for_share, energy_share, energy_share_curve, top_concepts
 from .modality import accuracy_histograms, modality_classifier_accuracy, modality_histograms, modality_scores
 from .stability import atom_cosine, match_concepts, random_baseline, stability, stability_curve

@@ -19,36 +19,10 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from ..data import embedding_matrix, load_dataset
+
 ArrayLike = Union[torch.Tensor, np.ndarray]
 DataLike = Union[str, os.PathLike, ArrayLike, Any]  # Any: a datasets.Dataset
-
-
-def load_dataset(data: DataLike):
-    """A `datasets.Dataset` from a folder path (via `cedar_hf.data.load_embeddings` when available), or `data`."""
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if not path.exists():
-            raise ValueError(f"embedding dataset {str(path)!r} does not exist")
-        try:
-            from cedar_hf.data import load_embeddings
-        except ImportError:  # the data module is optional here: plain save_to_disk folders load the same way
-            import datasets
-
-            return datasets.load_from_disk(str(path))
-        return load_embeddings(str(path))
-    return data
-
-
-def embedding_matrix(data: DataLike) -> torch.Tensor:
-    """float32 embeddings `(N, d)` (pooled) or `(N, T, d)` (token rows) of a dataset, tensor or array."""
-    if isinstance(data, torch.Tensor):
-        return data.detach().float().cpu()
-    if isinstance(data, np.ndarray):
-        return torch.from_numpy(np.asarray(data, dtype=np.float32))
-    dataset = load_dataset(data)
-    if "embedding" not in getattr(dataset, "column_names", []):
-        raise ValueError(f"dataset has no 'embedding' column (columns: {getattr(dataset, 'column_names', None)})")
-    return torch.from_numpy(np.asarray(dataset.with_format("numpy")["embedding"], dtype=np.float32))
 
 
 @torch.no_grad()
@@ -66,7 +40,7 @@ def compute_codes(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
-    x = embedding_matrix(data)
+    x = embedding_matrix(data, flatten_tokens=False)
     if x.dim() not in (2, 3):
         raise ValueError(f"embeddings must have shape (N, d) or (N, T, d), got {tuple(x.shape)}")
     param = next(model.parameters(), None)

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
+from ..data import embedding_matrix, load_dataset
 from .bridge import bridge_partners
-from .codes import compute_codes, directions_of, embedding_matrix, load_dataset, modality_masks, pair_indices, unit_rows
+from .codes import compute_codes, directions_of, modality_masks, pair_indices, unit_rows
 from .energy import concept_energy
 from .modality import modality_scores
 
@@ -186,9 +188,9 @@ def prepare_explorer_data(
             of an image-folder extraction).
     """
     image_root = image_root if image_root is not None else image_root_of(data)
-    dataset = load_dataset(data)
+    dataset = data if isinstance(data, (torch.Tensor, np.ndarray)) else load_dataset(data)
     is_dataset = hasattr(dataset, "column_names")
-    x = embedding_matrix(dataset)
+    x = embedding_matrix(dataset, flatten_tokens=False)
     codes = compute_codes(model, x, batch_size=batch_size, progress=progress)
     directions = directions_of(model)
     n = directions.shape[0]

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
+from ..data import embedding_matrix, load_dataset
 from .bridge import top_bridge_pairs
-from .codes import compute_codes, directions_of, embedding_matrix, load_dataset, modality_masks, pair_indices
+from .codes import compute_codes, directions_of, modality_masks, pair_indices
 from .energy import concept_energy, concepts_for_share, default_ns, energy_share_curve
 from .modality import accuracy_histograms, modality_classifier_accuracy, modality_histograms, modality_scores
 from .stability import random_baseline, stability, stability_curve
@@ -90,8 +92,8 @@ def analyze_dictionary(
         output_dir: when given, writes `analysis.json` and the PNGs there.
     Returns the JSON-ready dict (also written as `analysis.json`).
     """
-    dataset = load_dataset(data)
-    x = embedding_matrix(dataset)
+    dataset = data if isinstance(data, (torch.Tensor, np.ndarray)) else load_dataset(data)
+    x = embedding_matrix(dataset, flatten_tokens=False)
     codes = compute_codes(model, x, batch_size=batch_size, progress=progress)
     energy = concept_energy(codes)
     labels = _labels(model)

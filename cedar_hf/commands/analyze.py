@@ -7,17 +7,7 @@ from typing import List, Optional
 
 import typer
 
-
-def load_dictionary(path: str):
-    """A cedar-hf dictionary from a folder (or Hub id) saved with `save_pretrained`."""
-    from transformers import AutoModel
-
-    import cedar_hf  # noqa: F401  (registers the dictionary classes with AutoModel)
-
-    model = AutoModel.from_pretrained(path)
-    if not hasattr(model, "concept_directions"):
-        raise typer.BadParameter(f"{path} is a {type(model).__name__}, not a cedar-hf dictionary")
-    return model.eval()
+from . import load_dictionary_option
 
 
 def analyze(
@@ -48,8 +38,8 @@ def analyze(
     names = tuple(part.strip() for part in modalities.split(",")) if modalities else None
     if names is not None and len(names) != 2:
         raise typer.BadParameter(f"--modalities {modalities!r} must name exactly two values, e.g. image,text")
-    dictionary = load_dictionary(model)
-    references = {f"vs {Path(path).name}": load_dictionary(path) for path in reference}
+    dictionary = load_dictionary_option(model)
+    references = {f"vs {Path(path).name}": load_dictionary_option(path) for path in reference}
     result = analyze_dictionary(
         dictionary, data, pairs=pairs, references=references or None, modalities=names, output_dir=output_dir,
         batch_size=batch_size, bins=bins, top_pairs=top_pairs,

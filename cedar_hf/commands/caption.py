@@ -48,7 +48,8 @@ def caption(
                                       "are printed beside --model's, e.g. a no-rotation baseline. Repeatable."),
 ) -> None:
     from cedar_hf.interpret.captions import caption_report, steer as steer_captions
-    from cedar_hf.interpret.loading import load_dictionary, open_images
+    from cedar_hf.auto import load_dictionary
+    from cedar_hf.data import open_images
     from cedar_hf.interpret.naming import resolve_backbone
 
     dictionary = load_dictionary(model)

@@ -43,7 +43,7 @@ def demo(
                                  "settings (otherwise a second run reuses it and finishes in seconds)."),
     quiet: bool = typer.Option(False, help="Print only the final summary line."),
 ) -> None:
-    from cedar_hf.interpret.demo import run_demo
+    from cedar_hf.pipelines.demo import run_demo
 
     summary = run_demo(output_dir, backbone=backbone, dataset=dataset, site=site, max_texts=max_texts, steps=steps,
                        k=k, batch_size=batch_size, learning_rate=learning_rate,

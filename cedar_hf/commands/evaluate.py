@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from . import load_dictionary_option
+
 HELP = (
     "Compare dictionaries at matched reconstruction error (the CEDAR paper's Table 1).\n\n"
     "For every model, codes with |value| < τ are zeroed and τ is binary-searched until the dataset-level FVU "
@@ -40,22 +42,10 @@ def _split_extras(models: List[str], targets: List[float], extras: List[str]) ->
     return models, targets
 
 
-def load_dictionary(path: str):
-    """A dictionary saved with `save_pretrained` (any cedar-hf architecture), in eval mode."""
-    from transformers import AutoModel
-
-    import cedar_hf  # noqa: F401  (registers the dictionary classes with AutoModel)
-
-    model = AutoModel.from_pretrained(path)
-    if not all(hasattr(model, name) for name in ("dense_codes", "decode", "concept_directions")):
-        raise typer.BadParameter(f"{path} loads as a {type(model).__name__}, not a cedar-hf dictionary")
-    return model.eval()
-
-
 def _labels(dataset, column: Optional[str], n_rows: int):
     if column is None or dataset is None or column not in dataset.column_names:
         return None
-    from cedar_hf.evaluation.compare import dataset_labels
+    from cedar_hf.data import dataset_labels
 
     return dataset_labels(dataset, column, n_rows)
 
@@ -88,8 +78,8 @@ def evaluate(
         "model card picks them up."
     ),
 ) -> None:
-    from cedar_hf.evaluation import compare_models, load_dataset, markdown_table, write_report
-    from cedar_hf.evaluation.compare import embedding_matrix
+    from cedar_hf.data import embedding_matrix, load_embeddings
+    from cedar_hf.evaluation import compare_models, markdown_table, write_report
 
     models, targets = _split_extras(models, targets, ctx.args)
     targets = sorted(targets) or [0.25, 0.30, 0.35]
@@ -98,17 +88,17 @@ def evaluate(
     display = [n.strip() for n in names.split(",")] if names else [Path(m).name or m for m in models]
     if len(display) != len(models) or len(set(display)) != len(display):
         raise typer.BadParameter(f"--names {names!r} must give {len(models)} distinct names")
-    eval_ds = load_dataset(data)
+    eval_ds = load_embeddings(data)
     if max_rows is not None:
         eval_ds = eval_ds.select(range(min(max_rows, len(eval_ds))))
-    train_ds = load_dataset(train_data) if train_data is not None else None
-    x_eval = embedding_matrix(eval_ds)
-    x_train = embedding_matrix(train_ds) if train_ds is not None else None
+    train_ds = load_embeddings(train_data) if train_data is not None else None
+    x_eval = embedding_matrix(eval_ds, flatten_tokens=True)
+    x_train = embedding_matrix(train_ds, flatten_tokens=True) if train_ds is not None else None
     eval_labels = _labels(eval_ds, labels_column, x_eval.shape[0])
     train_labels = _labels(train_ds, labels_column, x_train.shape[0]) if x_train is not None else None
     if eval_labels is None:
         typer.echo(f"no {labels_column!r} column in {data}: LP is skipped", err=True)
-    dictionaries = {name: load_dictionary(path) for name, path in zip(display, models)}
+    dictionaries = {name: load_dictionary_option(path) for name, path in zip(display, models)}
     curve_targets = [float(v) for v in curve.split(",") if v.strip()] if curve else []
     report = compare_models(dictionaries, x_eval, targets, train_data=x_train, eval_labels=eval_labels,
                             train_labels=train_labels, curve_targets=curve_targets, cknna_k=cknna_k,

@@ -37,7 +37,7 @@ def explain(
     n: int = typer.Option(9, help="Top-activating rows per concept."),
     image_root: Optional[Path] = typer.Option(None, help="Folder the dataset's image ids are relative to."),
 ) -> None:
-    from cedar_hf.interpret.loading import load_dictionary
+    from cedar_hf.auto import load_dictionary
 
     if not inputs and top_examples is None:
         raise typer.BadParameter("give inputs to explain and/or --top-examples DATASET")

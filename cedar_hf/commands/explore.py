@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from . import load_dictionary_option
+
 DEMO_DATA = "wordnet-demo"
 
 
@@ -38,14 +40,13 @@ def explore(
     publicly and no analytics are sent."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from cedar_hf.analysis.explorer import build_explorer, launch_explorer
-    from cedar_hf.commands.analyze import load_dictionary
 
     names = tuple(part.strip() for part in modalities.split(",")) if modalities else None
     if names is not None and len(names) != 2:
         raise typer.BadParameter(f"--modalities {modalities!r} must name exactly two values, e.g. image,text")
-    dictionary = load_dictionary(model)
+    dictionary = load_dictionary_option(model)
     if data == DEMO_DATA:
-        from cedar_hf.analysis.demo import wordnet_pairs_dataset
+        from cedar_hf.pipelines.wordnet_pairs import wordnet_pairs_dataset
 
         dataset = wordnet_pairs_dataset(limit=demo_size)
     elif not Path(data).exists():

@@ -32,7 +32,7 @@ def name(
                                           "back into MODEL when it is a local folder)."),
     show: int = typer.Option(20, help="Print this many names."),
 ) -> None:
-    from cedar_hf.interpret.loading import load_dictionary
+    from cedar_hf.auto import load_dictionary
     from cedar_hf.interpret.naming import name_concepts
     from cedar_hf.interpret.vocabulary import load_vocabulary
 

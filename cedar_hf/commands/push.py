@@ -43,7 +43,7 @@ def push(
             result = push_embeddings_to_hub(str(path), repo_id, token=token, private=private,
                                             commit_message=commit_message, license=license, source=source)
         else:
-            from cedar_hf.interpret.loading import load_dictionary
+            from cedar_hf.auto import load_dictionary
 
             model = load_dictionary(path)
             result = push_dictionary_to_hub(model, repo_id, token=token, private=private,

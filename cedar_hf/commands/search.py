@@ -28,7 +28,7 @@ def search(
     space: str = typer.Option("codes", help="Example search in 'codes' (sparse cosine) or 'reconstruction'."),
     n: int = typer.Option(10, help="How many rows to return."),
 ) -> None:
-    from cedar_hf.interpret.loading import load_dictionary
+    from cedar_hf.auto import load_dictionary
     from cedar_hf.interpret.search import ConceptIndex
 
     if bool(concept) == (example is not None):

@@ -23,8 +23,6 @@ DESCRIPTION = (
     "  cedar-hf train --data emb/ --mixtures image=1,text=0 image=1,text=1 image=0,text=1 --output_dir by-mixture\n"
     "  cedar-hf train --data emb/ --output_dir run --resume latest"
 )
-ALIASES = {"relu": "relu_sae", "topk": "topk_sae", "batchtopk": "batchtopk_sae", "jumprelu": "jumprelu_sae",
-           "matryoshka": "matryoshka_sae", "msae": "matryoshka_sae"}
 
 
 @dataclass
@@ -68,70 +66,14 @@ class TrainCommandArgs:
     )
 
 
-def resolve_architecture(name: str) -> str:
-    """A model_type of `cedar_hf.DICTIONARY_CLASSES` from a name or short alias."""
-    import cedar_hf
-
-    known = cedar_hf.DICTIONARY_CLASSES
-    normalized = name.strip().lower().replace("-", "_")
-    for candidate in (normalized, ALIASES.get(normalized), f"{normalized}_sae"):
-        if candidate in known:
-            return candidate
-    choices = sorted(set(known) | {alias for alias, target in ALIASES.items() if target in known})
-    raise ValueError(f"architecture={name!r} is not known; choose from {choices}")
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """`["k=16", "parametrization=cayley"]` -> `{"k": 16, "parametrization": "cayley"}`."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"config override {item!r} must look like key=value")
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
-    return overrides
-
-
-def build_dictionary(command: "TrainCommandArgs", d_in: int, seed: int):
-    """A fresh model of the chosen architecture (initialised under `seed`), or the `--init_from` one."""
-    import torch
-
-    import cedar_hf
-
-    model_type = resolve_architecture(command.architecture)
-    config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
-    overrides = parse_overrides(command.config)
-    torch.manual_seed(seed)
-    if command.init_from:
-        model = model_class.from_pretrained(command.init_from)
-        for key, value in overrides.items():
-            setattr(model.config, key, value)
-        return model
-    return model_class(config_class(**{"d_in": d_in, **overrides}))
-
-
-def split_eval(dataset, fraction: float, seed: int = 0):
-    """(train, eval) subsets of a dataset, a seeded split; only index mappings are held in memory."""
-    import numpy as np
-
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"eval_fraction={fraction} must be in (0, 1)")
-    order = np.random.default_rng([seed, 31337]).permutation(len(dataset))
-    n_eval = max(1, int(round(fraction * len(dataset))))
-    return (dataset.select(np.sort(order[n_eval:]).tolist(), keep_in_memory=True),
-            dataset.select(np.sort(order[:n_eval]).tolist(), keep_in_memory=True))
-
-
 def run(command: TrainCommandArgs, args) -> list[str]:
     """Train one model per seed; returns the output folders."""
+    from cedar_hf.data import EmbeddingStream, load_dataset
     from cedar_hf.training import TrainingArgs, train
-    from cedar_hf.training.data import EmbeddingStream, load_dataset_any
+    from cedar_hf.training.build import build_dictionary, split_eval
 
-    dataset = load_dataset_any(command.data)
-    eval_dataset = load_dataset_any(command.eval_data) if command.eval_data else None
+    dataset = load_dataset(command.data)
+    eval_dataset = load_dataset(command.eval_data) if command.eval_data else None
     if eval_dataset is None and command.eval_fraction > 0:
         dataset, eval_dataset = split_eval(dataset, command.eval_fraction)
     d_in = EmbeddingStream(dataset, args.embedding_column).dim
@@ -140,7 +82,7 @@ def run(command: TrainCommandArgs, args) -> list[str]:
         for seed in command.seeds or [args.seed]:
             run_args: TrainingArgs = replace(args, seed=seed, mixture=mixture, output_dir=_run_folder(
                 args.output_dir, mixture if command.mixtures else None, seed if command.seeds else None))
-            model = build_dictionary(command, d_in, seed)
+            model = build_dictionary(command.architecture, command.config, d_in, seed, command.init_from)
             train(model, dataset, run_args, eval_dataset=eval_dataset)
             outputs.append(run_args.output_dir)
             _report(run_args.output_dir)
@@ -149,7 +91,7 @@ def run(command: TrainCommandArgs, args) -> list[str]:
 
 def _run_folder(output_dir: str, mixture: Optional[str], seed: Optional[int]) -> str:
     """output_dir[/mixture-image1_text3][/seed-<s>]"""
-    from cedar_hf.training.data import parse_mixture
+    from cedar_hf.data import parse_mixture
 
     parts = [output_dir]
     if mixture is not None:
@@ -207,4 +149,4 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code=2)
 
 
-__all__ = ["TrainCommandArgs", "build_dictionary", "parse", "register", "resolve_architecture", "run"]
+__all__ = ["TrainCommandArgs", "parse", "register", "run"]

@@ -12,11 +12,8 @@ from .cknna import cknna, topk_neighbours
 from .compare import (
     DEFAULT_TARGETS,
     compare_models,
-    dataset_labels,
-    embedding_matrix,
     evaluate_model,
     evaluate_reconstruction,
-    load_dataset,
 )
 from .metrics import (
     cosine_similarity,
@@ -43,9 +40,7 @@ __all__ = [
     "cknna",
     "compare_models",
     "cosine_similarity",
-    "dataset_labels",
     "dead_latents",
-    "embedding_matrix",
     "encode_labels",
     "evaluate_model",
     "evaluate_reconstruction",
@@ -53,7 +48,6 @@ __all__ = [
     "fvu",
     "fvu_per_sample",
     "information_capacity",
-    "load_dataset",
     "log_binomial",
     "markdown_table",
     "mean_active",

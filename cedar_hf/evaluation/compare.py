@@ -14,63 +14,13 @@ from typing import Mapping, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..data import embedding_matrix
 from .cknna import cknna
 from .metrics import cosine_similarity, fvu, fvu_per_sample, log_binomial
 from .probe import LinearProbe, train_linear_probe
 from .threshold import DenseCodes, apply_threshold, search_threshold
 
 DEFAULT_TARGETS = (0.25, 0.30, 0.35)
-
-
-def embedding_matrix(data) -> torch.Tensor:
-    """`(N, d)` float32 from a tensor, an array, a `datasets.Dataset` with an `embedding` column or a path to a
-    saved one. Token matrices `(N, T, d)` are flattened to one row per token."""
-    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        data = load_dataset(data)
-    if hasattr(data, "column_names"):
-        data = _dataset_embeddings(data)
-    x = torch.as_tensor(data).float()
-    if x.dim() < 2:
-        raise ValueError(f"embeddings must be at least 2-D (N, d), got shape {tuple(x.shape)}")
-    return x.reshape(-1, x.shape[-1])
-
-
-def _dataset_embeddings(dataset) -> torch.Tensor:
-    """The `embedding` column as `(rows·tokens, d)` float32, read straight from Arrow (fast for 100k rows)."""
-    import numpy as np
-    import pyarrow as pa
-
-    if "embedding" not in dataset.column_names:
-        raise ValueError(f"dataset has no 'embedding' column (columns: {dataset.column_names})")
-    if len(dataset) == 0:
-        raise ValueError("the embedding dataset is empty")
-    from cedar_hf.training.data import arrow_to_numpy
-
-    flat = arrow_to_numpy(dataset.with_format("arrow")["embedding"])  # honours select()/shuffle() indices
-    d = np.asarray(dataset[0]["embedding"]).shape[-1]
-    return torch.from_numpy(flat.reshape(-1, d))
-
-
-def load_dataset(path):
-    """A saved embedding dataset (`cedar_hf.data.load_embeddings` when available, else `load_from_disk`)."""
-    try:
-        from cedar_hf.data import load_embeddings
-    except ImportError:
-        import datasets
-
-        return datasets.load_from_disk(str(path))
-    return load_embeddings(path)
-
-
-def dataset_labels(data, column: str, n_rows: int) -> list:
-    """The `column` of a dataset, repeated per token when rows hold token matrices (`n_rows` > len)."""
-    if column not in data.column_names:
-        raise ValueError(f"labels column {column!r} not in dataset columns {data.column_names}")
-    labels = list(data[column])
-    if n_rows % len(labels):
-        raise ValueError(f"{n_rows} embedding rows cannot be split evenly over {len(labels)} labels")
-    repeat = n_rows // len(labels)
-    return [label for label in labels for _ in range(repeat)]
 
 
 @torch.no_grad()
@@ -149,8 +99,8 @@ def compare_models(models: Mapping[str, object], eval_data, targets: Sequence[fl
     `train_labels` — or, without training data, on the first half of the evaluation rows and scored on the
     second half only.
     """
-    x = embedding_matrix(eval_data)
-    x_train = embedding_matrix(train_data) if train_data is not None else None
+    x = embedding_matrix(eval_data, flatten_tokens=True)
+    x_train = embedding_matrix(train_data, flatten_tokens=True) if train_data is not None else None
     mean = (x_train if x_train is not None else x).double().mean(0)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -183,5 +133,5 @@ def compare_models(models: Mapping[str, object], eval_data, targets: Sequence[fl
     return report
 
 
-__all__ = ["DEFAULT_TARGETS", "compare_models", "dataset_labels", "embedding_matrix", "evaluate_model",
+__all__ = ["DEFAULT_TARGETS", "compare_models", "evaluate_model",
            "evaluate_reconstruction"]

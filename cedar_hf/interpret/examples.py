@@ -37,7 +37,8 @@ def top_activating(
         the oriented coefficient `sign · code` (see `name_concepts`), strongest first; rows where the latent is
         inactive (or on the other end) are left out.
     """
-    from cedar_hf.analysis.codes import compute_codes, load_dataset
+    from cedar_hf.analysis.codes import compute_codes
+    from cedar_hf.data import load_dataset
     from cedar_hf.analysis.energy import concept_energy, top_concepts
 
     if n < 1:
@@ -113,7 +114,7 @@ def plot_top_examples(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from cedar_hf.analysis.codes import load_dataset
+    from cedar_hf.data import load_dataset
 
     dataset = None if isinstance(data, (torch.Tensor, np.ndarray)) else load_dataset(data)
     root = Path(image_root) if image_root else None

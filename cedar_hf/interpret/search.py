@@ -62,7 +62,8 @@ class ConceptIndex:
 
     def __init__(self, dictionary, data: Any, k: Optional[int] = None, space: str = "codes",
                  batch_size: int = 1024, progress: bool = True):
-        from cedar_hf.analysis.codes import compute_codes, load_dataset
+        from cedar_hf.analysis.codes import compute_codes
+        from cedar_hf.data import load_dataset
 
         if space not in SPACES:
             raise ValueError(f"space={space!r} must be one of {SPACES}")

@@ -5,7 +5,7 @@ command-line front end.
 """
 
 from .args import TrainingArgs
-from .data import EmbeddingStream, mixture_rows, parse_mixture
+from ..data import EmbeddingStream, mixture_rows, parse_mixture
 from .evaluate import evaluate_stream
 from .loop import train
 from .recipes import curriculum_k, lr_multiplier

@@ -132,7 +132,7 @@ class TrainingArgs:
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0")
         if self.mixture is not None:
-            from .data import parse_mixture
+            from ..data import parse_mixture
 
             parse_mixture(self.mixture)
         unknown = [t for t in self.trackers if t not in TRACKERS]

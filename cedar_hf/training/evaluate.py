@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data import EmbeddingStream
+from ..data import EmbeddingStream
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from .checkpoint import (
     save_checkpoint,
     warn_on_changed_args,
 )
-from .data import EmbeddingStream, dataset_folder, load_dataset_any, mixture_rows, read_dataset_metadata
+from ..data import EmbeddingStream, compute_mean, dataset_folder, load_dataset, mixture_rows, read_metadata
 from .evaluate import evaluate_stream
 from .recipes import Recipe, lr_multiplier, select_recipe
 
@@ -77,7 +77,7 @@ def _check_streams(model, stream: EmbeddingStream, eval_stream: Optional[Embeddi
 
 
 def _record_provenance(model, dataset, stream: EmbeddingStream, args: TrainingArgs, total_steps: int) -> None:
-    metadata = read_dataset_metadata(dataset)
+    metadata = read_metadata(dataset, required=False)
     config = model.config
     config.backbone = config.backbone or metadata.get("backbone")
     config.embedding_site = config.embedding_site or metadata.get("site") or metadata.get("embedding_site")
@@ -138,7 +138,7 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     ```
     """
     args = args or TrainingArgs()
-    dataset = load_dataset_any(train_dataset)
+    dataset = load_dataset(train_dataset)
     rows = mixture_rows(dataset, args.mixture, args.seed) if args.mixture else None
     stream = EmbeddingStream(dataset, args.embedding_column, rows)
     eval_stream = EmbeddingStream(eval_dataset, args.embedding_column) if eval_dataset is not None else None
@@ -197,8 +197,6 @@ def _train_mean(model, stream: EmbeddingStream, args: TrainingArgs) -> list[floa
         value = getattr(model, name, None)
         if isinstance(value, torch.Tensor) and value.shape == (model.config.d_in,):
             return value.detach().float().cpu().tolist()
-    from .data import compute_mean
-
     return compute_mean(stream, args.statistics_rows).tolist()
 
 

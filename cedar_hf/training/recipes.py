@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .args import TrainingArgs
-from .data import EmbeddingStream, compute_mean, compute_mean_norm
+from ..data import EmbeddingStream, compute_mean, compute_mean_norm
 
 
 def curriculum_k(step: int, d_in: int, k_target: int, tau: int, seed: int) -> int:

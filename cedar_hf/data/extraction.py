@@ -28,11 +28,13 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from .data_sources import Source, resolve_source
+from ..version import __version__
+from .loading import METADATA_FILE, load_embeddings, read_metadata
+from .sources import Source, resolve_source
+from .stream import EmbeddingStream, compute_mean
 
 logger = logging.getLogger(__name__)
 
-METADATA_FILE = "cedar_metadata.json"
 FORMAT = "cedar-hf-embeddings/1"
 IMAGE_SITES = ("image_embeds", "vision_tokens")
 
@@ -85,7 +87,7 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
         raise ValueError(f"output_dir={str(output)!r} exists and is not a finished cedar-hf embedding dataset; "
                          "choose another folder or pass overwrite=True")
     if not hasattr(backbone, "embed_images"):
-        from .backbones import load_backbone
+        from ..backbones import load_backbone
 
         backbone = load_backbone(backbone, device=device or (state.device if state.num_processes > 1 else None), dtype=dtype)
     dim = backbone.dim(site)
@@ -255,7 +257,6 @@ def _merge(partial: Path, output: Path, n_shards: int, plan: dict, backbone, sit
     shutil.rmtree(tmp, ignore_errors=True)
     with _quiet_datasets():
         merged.save_to_disk(str(tmp))
-    from . import __version__
 
     metadata = {
         "format": FORMAT,
@@ -269,7 +270,7 @@ def _merge(partial: Path, output: Path, n_shards: int, plan: dict, backbone, sit
         "backbone_dtype": str(backbone.dtype).replace("torch.", ""),
         "normalized": bool(getattr(backbone, "normalize", False)),
         "count": len(merged),
-        "mean": embedding_mean(merged).tolist(),
+        "mean": compute_mean(EmbeddingStream(merged)).tolist(),
         "skipped": skipped,
         "source": src.description,
         "shard_size": plan["shard_size"],
@@ -285,43 +286,4 @@ def _merge(partial: Path, output: Path, n_shards: int, plan: dict, backbone, sit
         logger.warning("%d unreadable image(s) skipped: %s", len(skipped), ", ".join(e["id"] for e in skipped[:20]))
 
 
-def embedding_mean(dataset, chunk_size: int = 4096) -> np.ndarray:
-    """Mean embedding `(d,)` over all rows (and all tokens of `vision_tokens` rows), read in chunks."""
-    total, count = None, 0
-    table = dataset.with_format("numpy", columns=["embedding"])
-    for start in range(0, len(dataset), chunk_size):
-        chunk = np.asarray(table[start : start + chunk_size]["embedding"], dtype=np.float64)
-        chunk = chunk.reshape(-1, chunk.shape[-1])
-        total = chunk.sum(0) if total is None else total + chunk.sum(0)
-        count += chunk.shape[0]
-    return (total / max(count, 1)).astype(np.float32)
-
-
-# ---- loading -----------------------------------------------------------------------------------------------
-def load_embeddings(path: Union[str, os.PathLike], format: Optional[str] = None):
-    """The embedding dataset saved at `path` (memory-mapped `datasets.Dataset`; `format="torch"` for tensors)."""
-    from datasets import Dataset, load_from_disk
-
-    path = Path(path)
-    if not path.is_dir():
-        raise ValueError(f"{str(path)!r} is not a folder holding an embedding dataset (see cedar-hf extract)")
-    dataset = load_from_disk(str(path))
-    if not isinstance(dataset, Dataset) or "embedding" not in dataset.column_names:
-        raise ValueError(f"{str(path)!r} is not an embedding dataset: expected a Dataset with an 'embedding' column")
-    return dataset.with_format(format) if format else dataset
-
-
-def read_metadata(path: Union[str, os.PathLike]) -> dict:
-    """The `cedar_metadata.json` of an embedding dataset folder (backbone, site, dim, count, mean, skipped...)."""
-    file = Path(path) / METADATA_FILE
-    if not file.exists():
-        raise ValueError(f"{str(path)!r} has no {METADATA_FILE}: not a finished cedar-hf embedding dataset")
-    return json.loads(file.read_text())
-
-
-def embeddings_tensor(dataset, column: str = "embedding") -> torch.Tensor:
-    """All rows of an embedding column as one float32 tensor `(n, d)` or `(n, N, d)` (loads it into memory)."""
-    return torch.as_tensor(np.asarray(dataset.with_format("numpy")[column], dtype=np.float32))
-
-
-__all__ = ["extract_embeddings", "load_embeddings", "read_metadata", "embedding_mean", "embeddings_tensor"]
+__all__ = ["extract_embeddings", "process_state"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import re
 import shutil
 import tempfile
 from typing import Any, Optional, Union
@@ -20,19 +19,14 @@ from typing import Any, Optional, Union
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard, ModelCardData, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from .interpret.cards import MISSING, dataset_card_values, model_card_values, template_path
+from .cards import MISSING, dataset_card_values, model_card_values, template_path
+from .ids import is_hub_id
 
 MODEL_EXTRA_FILES = ("evaluation.json", "metrics.json", "training_args.json")
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 class HubPushError(RuntimeError):
     """A push to the Hugging Face Hub failed (no token, no write access, offline...); the message says why."""
-
-
-def is_hub_id(value: Any) -> bool:
-    """True for strings that look like `owner/name` and are not a local path."""
-    return isinstance(value, str) and bool(REPO_ID.match(value)) and not os.path.exists(value)
 
 
 def render_model_card(
@@ -178,12 +172,12 @@ def push_embeddings_to_hub(
     Raises:
         HubPushError: as for `push_dictionary_to_hub`.
     """
-    from .analysis.codes import load_dataset as load_embedding_dataset
+    from ..data import load_dataset as load_embedding_dataset, read_metadata
 
     if not is_hub_id(repo_id):
         raise ValueError(f"repo_id={repo_id!r} must look like 'owner/name' (a Hub repository id)")
     token = _resolve_token(token)
-    metadata = _dataset_metadata(dataset)
+    metadata = read_metadata(dataset, required=False) if isinstance(dataset, (str, os.PathLike)) else {}
     ds = load_embedding_dataset(dataset)
     if "embedding" not in getattr(ds, "column_names", []):
         raise ValueError(f"not an embedding dataset: no 'embedding' column in {getattr(ds, 'column_names', ds)!r}")
@@ -200,14 +194,6 @@ def push_embeddings_to_hub(
                                      commit_message=f"{message}: dataset card")
     except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
         raise _hub_error(exc, repo_id, "dataset") from None
-
-
-def _dataset_metadata(dataset) -> dict:
-    if isinstance(dataset, (str, os.PathLike)):
-        path = Path(dataset) / "cedar_metadata.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-    return {}
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""What the model and dataset cards say: values for the Jinja templates in `model_cards/` (see `cedar_hf.hub`).
+"""What the model and dataset cards say: values for the Jinja templates in `model_cards/` (pushed by `cedar_hf.hub.push`).
 
 Templates are found in the installed package (`cedar_hf/resources/model_cards/`, a copy kept identical to the
 repository's top-level `model_cards/` by a test) and, in a source checkout, in `model_cards/` itself.
@@ -11,29 +11,15 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-MISSING = "[More Information Needed]"
-DESCRIPTIONS = {
-    "cedar": ("CEDAR rotation", "CEDAR (Conceptual Embedding Disentanglement via Adaptive Rotation, "
-              "[arXiv:2605.22679](https://arxiv.org/abs/2605.22679)) learns an orthogonal rotation `U` of the "
-              "centred embedding space and keeps the k coordinates of largest magnitude with their sign: "
-              "`codes = topk(U(z − b))`, `ẑ = Uᵀ codes + b`. It keeps the embedding's dimension (one concept per "
-              "dimension, row d of `U` is concept d), is lossless at k = d_in, and its codes are signed."),
-    "relu_sae": ("ReLU sparse autoencoder", "A ReLU sparse autoencoder (Bricken et al. 2023) with an L1 penalty "
-                 "weighted by decoder norms; codes are non-negative."),
-    "topk_sae": ("TopK sparse autoencoder", "A TopK sparse autoencoder (Gao et al. 2024): the k largest "
-                 "pre-activations per sample are kept; codes are non-negative."),
-    "batchtopk_sae": ("BatchTopK sparse autoencoder", "A BatchTopK sparse autoencoder (Bussmann et al. 2024): "
-                      "top k·B activations per training batch, a global threshold at inference."),
-    "jumprelu_sae": ("JumpReLU sparse autoencoder", "A JumpReLU sparse autoencoder (Rajamanoharan et al. 2024) "
-                     "with per-latent thresholds trained through a straight-through estimator."),
-    "matryoshka_sae": ("Matryoshka sparse autoencoder", "A Matryoshka sparse autoencoder (Zaigrajew et al. "
-                       "2025): nested TopK levels trained jointly, so small k uses the most general concepts."),
-}
+from ..registry import card_text
+from ..version import __version__
+from .ids import is_hub_id
 
+MISSING = "[More Information Needed]"
 
 def template_path(name: str) -> Path:
     """Path of a card template: the packaged copy first, then the source checkout's `model_cards/`."""
-    here = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[1]  # cedar_hf/
     for folder in (here / "resources" / "model_cards", here.parent / "model_cards"):
         if (folder / name).is_file():
             return folder / name
@@ -138,16 +124,13 @@ def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path
     """Template values and YAML metadata (`metadata`) for the dictionary card."""
     import transformers
 
-    import cedar_hf
-    from cedar_hf.hub import is_hub_id
-
     config = model.config
     backbone = config.backbone
     dataset = dataset or (config.training_data or {}).get("dataset")
     metrics, headline, metrics_summary = _metrics(folder)
     training_rows, training_summary = _training(model, folder)
     top, energy_summary = _top_concepts(model, embeddings, top_n, progress)
-    name, description = DESCRIPTIONS.get(config.model_type, (type(model).__name__, (type(model).__doc__ or "").strip()))
+    name, description = card_text(config)
     concept_names = model.concept_names or {}
     metadata = {
         "library_name": "cedar-hf",
@@ -183,7 +166,7 @@ def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path
         "d_in": config.d_in, "n_latents": config.n_latents, "k": _fmt(k),
         "usage_k": k if k is not None else min(10, config.n_latents),
         "names_summary": names_summary, "vocabulary": concept_names.get("vocabulary", "a concept vocabulary"),
-        "library_version": cedar_hf.__version__, "transformers_version": transformers.__version__,
+        "library_version": __version__, "transformers_version": transformers.__version__,
         "training_rows": training_rows, "training_summary": training_summary,
         "metric_rows": [(key, _fmt(value)) for key, value in sorted(metrics.items())],
         "metrics_summary": metrics_summary,
@@ -199,8 +182,6 @@ def _size_category(count: int) -> str:
 
 def dataset_card_values(dataset, repo_id: str, metadata: dict, source: Optional[str]) -> dict:
     """Template values and YAML metadata for the embedding-dataset card."""
-    from cedar_hf.hub import is_hub_id
-
     count = len(dataset)
     backbone = metadata.get("backbone")
     modalities = sorted(set(dataset["modality"])) if "modality" in dataset.column_names else []

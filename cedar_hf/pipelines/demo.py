@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .vocabulary import load_demo_texts, load_vocabulary
+from ..interpret.vocabulary import load_demo_texts, load_vocabulary
 
 DEFAULT_SENTENCES = (
     "a dog chasing a ball across the park",
@@ -76,7 +76,7 @@ def embed_source(backbone, backbone_id: str, output_dir: Path, dataset: Optional
 def vocabulary_embeddings(backbone, backbone_id: str, words: Sequence[str], prompt: Optional[str], cache: Path,
                           quiet: bool):
     """The vocabulary's text embeddings, cached by (backbone, prompt, vocabulary) hash."""
-    from .naming import embed_vocabulary
+    from cedar_hf.interpret.naming import embed_vocabulary
 
     key = hashlib.sha1("\n".join([backbone_id, str(prompt), *words]).encode()).hexdigest()[:16]
     path = cache / f"vocabulary-{_slug(backbone_id)}-{key}.npy"
@@ -126,9 +126,9 @@ def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, 
 
 def held_out_fvu(model, data, k: int) -> float:
     """Dataset-level FVU of the k-sparse reconstruction on held-out rows (μ = the model's training mean b)."""
-    from cedar_hf.analysis.codes import embedding_matrix
+    from cedar_hf.data import embedding_matrix
 
-    x = embedding_matrix(data)
+    x = embedding_matrix(data, flatten_tokens=False)
     with torch.no_grad():
         x_hat = model.reconstruct(x, k=k)
     centre = getattr(model, "b", x.mean(0))
@@ -137,7 +137,7 @@ def held_out_fvu(model, data, k: int) -> float:
 
 def explain_inputs(model, backbone, inputs: Sequence, k: int, out: Path, quiet: bool) -> list[dict]:
     """Explanations of each input: printed as a table, each written as a bar-chart PNG."""
-    from .explanations import explain
+    from cedar_hf.interpret.explanations import explain
 
     explanations = explain(model, list(inputs), backbone=backbone, k=k)
     written = []
@@ -187,8 +187,8 @@ def run_demo(
     from cedar_hf.analysis.energy import concept_energy, top_concepts as top_by_energy
     from cedar_hf.backbones import load_backbone
 
-    from .examples import format_top_examples, plot_top_examples, top_activating
-    from .naming import name_concepts
+    from cedar_hf.interpret.examples import format_top_examples, plot_top_examples, top_activating
+    from cedar_hf.interpret.naming import name_concepts
 
     start = time.time()
     out = Path(output_dir)
