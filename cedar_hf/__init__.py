@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from transformers import AutoConfig, AutoModel
-
 from .configuration_base import DictionaryConfig
 from .configuration_baselines import NoRotationConfig, SemiNMFConfig
 from .configuration_cedar import CedarConfig
@@ -123,6 +121,7 @@ __all__ = [
     "SparseAutoencoder",
     "TopKSAE",
     "TopKSAEConfig",
+    "__version__",
     "register_dictionary",
     *_LAZY,
 ]

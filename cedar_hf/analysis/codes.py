@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from ..data import embedding_matrix, load_dataset
+from ..data import embedding_matrix
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 DataLike = Union[str, os.PathLike, ArrayLike, Any]  # Any: a datasets.Dataset

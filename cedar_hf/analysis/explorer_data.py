@@ -4,15 +4,13 @@ concept directions, top-activating examples, bridge partners and nearest directi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import json
 import os
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from ..data import embedding_matrix, load_dataset
+from ..data import embedding_matrix, load_dataset, read_metadata
 from .bridge import bridge_partners
 from .codes import compute_codes, directions_of, modality_masks, pair_indices, unit_rows
 from .energy import concept_energy
@@ -154,10 +152,7 @@ def image_root_of(data) -> Optional[str]:
     """The image folder an extracted dataset came from (its `cedar_metadata.json` says "image folder <root>")."""
     if not isinstance(data, (str, os.PathLike)):
         return None
-    metadata = Path(data) / "cedar_metadata.json"
-    if not metadata.is_file():
-        return None
-    source = str(json.loads(metadata.read_text()).get("source", ""))
+    source = str(read_metadata(data, required=False).get("source", ""))
     root = source[len("image folder "):] if source.startswith("image folder ") else None
     return root if root and os.path.isdir(root) else None
 

@@ -34,12 +34,13 @@ def push(
     source: Optional[str] = typer.Option(None, help="For a dataset push: Hub id of the images/texts embedded."),
     license: Optional[str] = typer.Option(None, help="License id for the card metadata, e.g. apache-2.0."),
 ) -> None:
+    from cedar_hf.data import METADATA_FILE
     from cedar_hf.hub import HubPushError, push_dictionary_to_hub, push_embeddings_to_hub
 
     if not path.is_dir():
         raise typer.BadParameter(f"{path} is not a folder")
     try:
-        if (path / "cedar_metadata.json").is_file():
+        if (path / METADATA_FILE).is_file():
             result = push_embeddings_to_hub(str(path), repo_id, token=token, private=private,
                                             commit_message=commit_message, license=license, source=source)
         else:

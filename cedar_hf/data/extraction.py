@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..version import __version__
-from .loading import METADATA_FILE, load_embeddings, read_metadata
+from .loading import METADATA_FILE, load_embeddings
 from .sources import Source, resolve_source
 from .stream import EmbeddingStream, compute_mean
 

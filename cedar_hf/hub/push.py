@@ -172,7 +172,7 @@ def push_embeddings_to_hub(
     Raises:
         HubPushError: as for `push_dictionary_to_hub`.
     """
-    from ..data import load_dataset as load_embedding_dataset, read_metadata
+    from ..data import METADATA_FILE, load_dataset as load_embedding_dataset, read_metadata
 
     if not is_hub_id(repo_id):
         raise ValueError(f"repo_id={repo_id!r} must look like 'owner/name' (a Hub repository id)")
@@ -189,7 +189,7 @@ def push_embeddings_to_hub(
         with tempfile.TemporaryDirectory(prefix="cedar-hf-push-") as folder:
             card.save(Path(folder) / "README.md")
             if metadata:
-                (Path(folder) / "cedar_metadata.json").write_text(json.dumps(metadata, indent=1))
+                (Path(folder) / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
             return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
                                      commit_message=f"{message}: dataset card")
     except (HfHubHTTPError, OfflineModeIsEnabled) as exc:

@@ -58,11 +58,11 @@ def demo_texts_dataset(max_texts: Optional[int] = None):
 def embed_source(backbone, backbone_id: str, output_dir: Path, dataset: Optional[str], site: str,
                  max_texts: Optional[int], quiet: bool):
     """Embeddings of the demo glosses (or of `dataset`) with `backbone`, cached as a datasets folder."""
-    from cedar_hf.data import extract_embeddings
+    from cedar_hf.data import METADATA_FILE, extract_embeddings
 
     source_name = dataset or f"wordnet-glosses-{max_texts or 'all'}"
     folder = output_dir / "cache" / f"embeddings-{_slug(backbone_id)}-{site}-{_slug(source_name)}"
-    if (folder / "cedar_metadata.json").exists():
+    if (folder / METADATA_FILE).exists():
         _say(f"[1/5] embeddings: cached in {folder}", quiet)
     else:
         _say(f"[1/5] embedding {source_name} with {backbone_id} ({site}) into {folder}", quiet)
