@@ -22,6 +22,7 @@ from .configuration_sae import (
     SAEConfig,
     TopKSAEConfig,
 )
+from .configuration_wrapped import CedarBlipConfig, CedarClipConfig
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel
 from .modeling_baselines import NoRotation, SemiNMF
 from .modeling_cedar import CedarModel
@@ -31,11 +32,13 @@ from .modeling_sae_jumprelu import JumpReLUSAE
 from .modeling_sae_matryoshka import MatryoshkaSAE
 from .modeling_sae_relu import ReLUSAE
 from .modeling_sae_topk import TopKSAE
-from .configuration_wrapped import CedarBlipConfig, CedarClipConfig
-from .modeling_wrapped import CedarBlipForConditionalGeneration, CedarClipModel, register_wrapped_models
+from .modeling_wrapped import (
+    CedarBlipForConditionalGeneration,
+    CedarClipModel,
+    register_wrapped_models,
+)
 from .registry import DICTIONARY_CLASSES, register_dictionary
 from .version import __version__
-
 
 # ---- the one registration block: AutoConfig / AutoModel load every dictionary with no trust_remote_code ----
 register_dictionary(CedarConfig, CedarModel)

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Union
 
+from transformers import AutoModel
+
 from .modeling_base import DictionaryPreTrainedModel
 
 
@@ -25,8 +27,6 @@ def load_dictionary(name_or_path: Union[str, os.PathLike], **kwargs) -> Dictiona
         ValueError: naming `name_or_path` when it is a missing folder, not a model folder, not loadable, or a
             model that is not a cedar-hf dictionary.
     """
-    from transformers import AutoModel
-
     text = os.fspath(name_or_path)
     path = Path(text)
     if path.exists() and not path.is_dir():

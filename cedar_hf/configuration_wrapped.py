@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from transformers import AutoConfig, PretrainedConfig
+from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
 
 def _sub_config(value: Union[None, dict, PretrainedConfig], name: str) -> Optional[PretrainedConfig]:
@@ -13,7 +13,6 @@ def _sub_config(value: Union[None, dict, PretrainedConfig], name: str) -> Option
         return value
     if not isinstance(value, dict) or "model_type" not in value:
         raise ValueError(f"{name} must be a PretrainedConfig or its to_dict() with a 'model_type', got {type(value).__name__}")
-    from transformers import CONFIG_MAPPING
 
     model_type = value["model_type"]
     if model_type not in CONFIG_MAPPING:

@@ -8,16 +8,17 @@ captioning and the explorer use only this contract, so none of them branches on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
 import os
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, cached_file
 
 from .configuration_base import DictionaryConfig
+from .hub.push import push_dictionary_to_hub
 
 CONCEPT_NAMES_FILE = "concept_names.json"
 
@@ -82,7 +83,6 @@ class DictionaryPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        from transformers.utils import cached_file
 
         hub_kwargs = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only") if key in kwargs}
         names_file = cached_file(
@@ -100,8 +100,6 @@ class DictionaryPreTrainedModel(PreTrainedModel):
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload weights, config, concept names and a model card rendered from `model_cards/` (see
         `cedar_hf.hub.push_dictionary_to_hub` for the options)."""
-        from .hub.push import push_dictionary_to_hub
-
         return push_dictionary_to_hub(self, repo_id, **kwargs)
 
     # ---- the contract ---------------------------------------------------------------------------------------

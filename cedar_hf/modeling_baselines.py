@@ -20,6 +20,7 @@ from .data.stream import iter_embedding_batches, running_mean
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel, signed_topk
 from .modeling_sae import per_sample_topk
 
+
 class SemiNMF(DictionaryPreTrainedModel):
     """
     Semi-NMF: non-negative codes over an unconstrained dictionary. Encoding solves for the codes with the

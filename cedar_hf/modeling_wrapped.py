@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from transformers import PreTrainedModel
+from transformers import (
+    AutoModel,
+    BlipConfig,
+    BlipForConditionalGeneration,
+    GenerationConfig,
+    PreTrainedModel,
+)
 from transformers.utils import ModelOutput
 
 from .auto import load_dictionary
+from .backbones.hooks import sparse_tokens
 from .configuration_wrapped import CedarBlipConfig, CedarClipConfig
 from .modeling_base import DictionaryPreTrainedModel
 from .registry import DICTIONARY_CLASSES, register_auto
@@ -101,7 +108,6 @@ class CedarBlipForConditionalGeneration(_WrappedPreTrainedModel):
 
     def __init__(self, config: CedarBlipConfig):
         super().__init__(config)
-        from transformers import BlipConfig, BlipForConditionalGeneration
 
         if not isinstance(config.backbone_config, BlipConfig):
             raise ValueError(f"backbone_config must be a BlipConfig, got {type(config.backbone_config).__name__}")
@@ -113,8 +119,6 @@ class CedarBlipForConditionalGeneration(_WrappedPreTrainedModel):
     @classmethod
     def from_backbone_and_dictionary(cls, backbone, dictionary, k: Optional[int] = None, **kwargs):
         """Compose a BLIP captioner (id, folder or model) with a dictionary (id, folder or model)."""
-        from transformers import BlipForConditionalGeneration
-
         blip = backbone if isinstance(backbone, torch.nn.Module) else BlipForConditionalGeneration.from_pretrained(backbone, **kwargs)
         dictionary_model = _load_dictionary(dictionary)
         _check_d_in(dictionary_model, blip.config.vision_config.hidden_size, f"the visual tokens of {_name(backbone)}")
@@ -129,8 +133,6 @@ class CedarBlipForConditionalGeneration(_WrappedPreTrainedModel):
                 attention_mask: Optional[torch.LongTensor] = None, labels: Optional[torch.LongTensor] = None,
                 k: Optional[int] = None, **kwargs):
         """BLIP's forward (captioning loss with `labels`) on sparse visual tokens."""
-        from .backbones.hooks import sparse_tokens
-
         with sparse_tokens(self.blip, self.dictionary, k=self._k(k)):
             return self.blip(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
                              labels=labels, **kwargs)
@@ -142,8 +144,6 @@ class CedarBlipForConditionalGeneration(_WrappedPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        from transformers import GenerationConfig
-
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         try:
             model.blip.generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path)
@@ -154,8 +154,6 @@ class CedarBlipForConditionalGeneration(_WrappedPreTrainedModel):
     @torch.no_grad()
     def generate(self, pixel_values: torch.FloatTensor, k: Optional[int] = None, **generate_kwargs) -> torch.LongTensor:
         """Token ids of captions decoded from sparse visual tokens (`k` active latents per token)."""
-        from .backbones.hooks import sparse_tokens
-
         with sparse_tokens(self.blip, self.dictionary, k=self._k(k)):
             return self.blip.generate(pixel_values=pixel_values, **generate_kwargs)
 
@@ -170,7 +168,6 @@ class CedarClipModel(_WrappedPreTrainedModel):
 
     def __init__(self, config: CedarClipConfig):
         super().__init__(config)
-        from transformers import AutoModel
 
         if config.backbone_config is None:
             raise ValueError("config.backbone_config is missing: build with from_backbone_and_dictionary(...)")
@@ -188,8 +185,6 @@ class CedarClipModel(_WrappedPreTrainedModel):
     def from_backbone_and_dictionary(cls, backbone, dictionary, text_dictionary=None, k: Optional[int] = None,
                                      normalize: bool = True, **kwargs):
         """Compose a CLIP/SigLIP (id, folder or model) with an image dictionary (and optionally a text one)."""
-        from transformers import AutoModel
-
         clip = backbone if isinstance(backbone, torch.nn.Module) else AutoModel.from_pretrained(backbone, **kwargs)
         image_dictionary = _load_dictionary(dictionary)
         text_model = _load_dictionary(text_dictionary) if text_dictionary is not None else None

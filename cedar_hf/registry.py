@@ -9,6 +9,8 @@ loads every dictionary after `import cedar_hf`, with no `trust_remote_code`.
 
 from __future__ import annotations
 
+from transformers import AutoConfig, AutoModel
+
 DICTIONARY_CLASSES: dict[str, tuple[type, type]] = {}
 """model_type -> (config class, model class) of every registered dictionary (CEDAR, the SAEs, the baselines)."""
 
@@ -22,8 +24,6 @@ def register_dictionary(config_class: type, model_class: type) -> None:
 def register_auto(config_class: type, model_class: type) -> None:
     """Register a config/model pair with transformers' Auto classes only (e.g. a backbone wrapped with a
     dictionary, which is not itself a dictionary)."""
-    from transformers import AutoConfig, AutoModel
-
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
 

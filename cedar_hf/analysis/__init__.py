@@ -11,20 +11,35 @@
 from ..data import embedding_matrix, load_dataset
 from .bridge import bridge_matrix, bridge_partners, top_bridge_pairs
 from .codes import compute_codes, modality_masks, pair_indices
-from .energy import concept_energy, concepts_for_share, energy_share, energy_share_curve, top_concepts
-from .modality import accuracy_histograms, modality_classifier_accuracy, modality_histograms, modality_scores
-from .stability import atom_cosine, match_concepts, random_baseline, stability, stability_curve
+from .energy import (
+    concept_energy,
+    concepts_for_share,
+    energy_share,
+    energy_share_curve,
+    top_concepts,
+)
+from .explorer import build_explorer
+from .modality import (
+    accuracy_histograms,
+    modality_classifier_accuracy,
+    modality_histograms,
+    modality_scores,
+)
+from .report import analyze_dictionary
+from .stability import (
+    atom_cosine,
+    match_concepts,
+    random_baseline,
+    stability,
+    stability_curve,
+)
 
 
 def __getattr__(name):
     # the report pulls in matplotlib and the explorer gradio + umap: load them only when asked for
     if name == "analyze_dictionary":
-        from .report import analyze_dictionary
-
         return analyze_dictionary
     if name == "build_explorer":
-        from .explorer import build_explorer
-
         return build_explorer
     raise AttributeError(f"module 'cedar_hf.analysis' has no attribute {name!r}")
 

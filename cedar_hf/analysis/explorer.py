@@ -12,6 +12,7 @@ import os
 from typing import Optional
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from .explorer_data import ExplorerData, prepare_explorer_data
 
@@ -77,7 +78,6 @@ class ConceptExplorer:
         """The map `(H, W, 3)` with `concept` ringed and lines to its bridge partners (or nearest directions)."""
         if concept is None:
             return self._base_map
-        from PIL import Image, ImageDraw, ImageFont
 
         image = Image.fromarray(self._base_map)
         draw = ImageDraw.Draw(image)

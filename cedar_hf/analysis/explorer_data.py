@@ -3,12 +3,13 @@ concept directions, top-activating examples, bridge partners and nearest directi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..data import embedding_matrix, load_dataset, read_metadata
 from .bridge import bridge_partners
@@ -48,7 +49,6 @@ class ExplorerData:
         value = dataset[int(row)][column]
         if value is None:
             return None
-        from PIL import Image
 
         if root is not None:  # image-folder datasets: the id is the path relative to the folder
             value = os.path.join(root, str(value))

@@ -14,7 +14,12 @@ from ..data import embedding_matrix, load_dataset
 from .bridge import top_bridge_pairs
 from .codes import compute_codes, directions_of, modality_masks, pair_indices
 from .energy import concept_energy, concepts_for_share, default_ns, energy_share_curve
-from .modality import accuracy_histograms, modality_classifier_accuracy, modality_histograms, modality_scores
+from .modality import (
+    accuracy_histograms,
+    modality_classifier_accuracy,
+    modality_histograms,
+    modality_scores,
+)
 from .stability import random_baseline, stability, stability_curve
 
 

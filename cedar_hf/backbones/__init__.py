@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Optional
 
+from transformers import AutoConfig
+
 from .base import SITES, Backbone
+from .blip import BlipBackbone, VisionEncoderDecoderBackbone
+from .clip import ClipBackbone
+from .coca import OpenClipBackbone, open_clip_model_name
+from .hooks import sparse_tokens
+from .text import MINILM_ALIASES, TextBackbone
 
 __all__ = ["SITES", "Backbone", "load_backbone", "sparse_tokens"]
 
@@ -30,29 +37,18 @@ def load_backbone(name_or_path: str, device=None, dtype=None, **kwargs) -> Backb
         dtype: `torch.float32` (default), `torch.float16`, `torch.bfloat16` or their names.
         **kwargs: passed to the backbone class (e.g. `normalize=False` for raw pooled embeddings).
     """
-    from .coca import open_clip_model_name
-
     name = str(name_or_path)
     if open_clip_model_name(name) is not None or "pretrained" in kwargs:
-        from .coca import OpenClipBackbone
-
         return OpenClipBackbone(name, device=device, dtype=dtype, **kwargs)
-    from .text import MINILM_ALIASES, TextBackbone
 
     if name.lower() in (alias.lower() for alias in MINILM_ALIASES):
         return TextBackbone(name, device=device, dtype=dtype, **kwargs)
     model_type = _model_type(name)
     if model_type in ("clip", "siglip", "siglip2", "metaclip_2"):
-        from .clip import ClipBackbone
-
         return ClipBackbone(name, device=device, dtype=dtype, **kwargs)
     if model_type == "blip":
-        from .blip import BlipBackbone
-
         return BlipBackbone(name, device=device, dtype=dtype, **kwargs)
     if model_type == "vision-encoder-decoder":
-        from .blip import VisionEncoderDecoderBackbone
-
         return VisionEncoderDecoderBackbone(name, device=device, dtype=dtype, **kwargs)
     if model_type in ("blip-2", "instructblip", "llava", "clip_vision_model", "clip_text_model"):
         raise ValueError(f"{name} is a {model_type!r} model, which cedar-hf has no backbone for yet")
@@ -60,8 +56,6 @@ def load_backbone(name_or_path: str, device=None, dtype=None, **kwargs) -> Backb
 
 
 def _model_type(name: str) -> Optional[str]:
-    from transformers import AutoConfig
-
     try:
         return AutoConfig.from_pretrained(name).model_type
     except (OSError, ValueError) as err:
@@ -73,7 +67,5 @@ def _model_type(name: str) -> Optional[str]:
 
 def __getattr__(name: str):
     if name == "sparse_tokens":
-        from .hooks import sparse_tokens
-
         return sparse_tokens
     raise AttributeError(f"module 'cedar_hf.backbones' has no attribute {name!r}")

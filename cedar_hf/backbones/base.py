@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Optional, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 SITES = ("image_embeds", "text_embeds", "vision_tokens")
 
@@ -73,8 +74,6 @@ class Backbone(ABC):
 
 def batched(items: Sequence, batch_size: int, desc: Optional[str] = None):
     """Consecutive slices of `items` of length `batch_size`, with a progress bar when there are many."""
-    from tqdm.auto import tqdm
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
     starts = range(0, len(items), batch_size)

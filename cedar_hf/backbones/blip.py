@@ -16,6 +16,13 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoProcessor,
+    AutoTokenizer,
+    BlipForConditionalGeneration,
+    VisionEncoderDecoderModel,
+)
 
 from .base import Backbone, batched, freeze, resolve_device_dtype, to_rgb
 
@@ -70,8 +77,6 @@ class BlipBackbone(_CaptioningBackbone):
     """A frozen `BlipForConditionalGeneration`: all visual tokens, the pooled image embedding, captions."""
 
     def __init__(self, name_or_path: str, device=None, dtype=None, normalize: bool = False, **model_kwargs):
-        from transformers import AutoProcessor, BlipForConditionalGeneration
-
         self.name_or_path = str(name_or_path)
         self.device, self.dtype = resolve_device_dtype(device, dtype)
         self.normalize = normalize
@@ -91,8 +96,6 @@ class VisionEncoderDecoderBackbone(_CaptioningBackbone):
     """A frozen `VisionEncoderDecoderModel` (ViT/Swin/... encoder, GPT-2/BERT/... decoder)."""
 
     def __init__(self, name_or_path: str, device=None, dtype=None, normalize: bool = False, **model_kwargs):
-        from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
-
         self.name_or_path = str(name_or_path)
         self.device, self.dtype = resolve_device_dtype(device, dtype)
         self.normalize = normalize

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
 from .base import Backbone, batched, format_texts, freeze, resolve_device_dtype, to_rgb
 
@@ -24,8 +25,6 @@ class ClipBackbone(Backbone):
     """A frozen CLIP-like dual encoder (`CLIPModel`, `SiglipModel`, ...) behind the `Backbone` interface."""
 
     def __init__(self, name_or_path: str, device=None, dtype=None, normalize: bool = True, **model_kwargs):
-        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-
         self.name_or_path = str(name_or_path)
         self.device, self.dtype = resolve_device_dtype(device, dtype)
         self.normalize = normalize

@@ -21,6 +21,14 @@ import os
 from typing import Optional, Sequence
 
 import torch
+from transformers import (
+    LogitsProcessorList,
+    MinLengthLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from .base import Backbone, batched, format_texts, freeze, resolve_device_dtype, to_rgb
 
@@ -122,8 +130,6 @@ def coca_generate(model, pixel_values: torch.Tensor, max_new_tokens: int = 20, d
     Runs the model's own `_encode_image` (so a `sparse_tokens` hook on `model.visual` applies) and its forward
     pass. Finished rows are padded with `pad_token_id` (default `model.pad_id`).
     """
-    from transformers import (LogitsProcessorList, MinLengthLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-                              TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
     if num_beams != 1:
         raise ValueError(

@@ -18,17 +18,17 @@ import logging
 from typing import Optional
 
 import torch
+from transformers import VisionEncoderDecoderModel
+
+from .base import Backbone
+from .blip import encoder_hidden_size
 
 logger = logging.getLogger(__name__)
 
 
 def _vision_site(model) -> tuple[torch.nn.Module, int, Optional[int]]:
     """`(module to hook, index of the tokens in its output, expected token width or None)`."""
-    from transformers import VisionEncoderDecoderModel
-
     if isinstance(model, VisionEncoderDecoderModel):
-        from .blip import encoder_hidden_size
-
         return model.encoder, 0, encoder_hidden_size(model)
     if hasattr(model, "vision_model") and hasattr(model, "text_decoder"):  # BLIP captioning / QA
         return model.vision_model, 0, model.config.vision_config.hidden_size
@@ -49,8 +49,6 @@ class SparseTokensHandle:
     """
 
     def __init__(self, model, dictionary, k: Optional[int] = None):
-        from .base import Backbone
-
         if isinstance(model, Backbone):
             model = model.model
         self.model, self.dictionary = model, dictionary

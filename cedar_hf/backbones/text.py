@@ -13,6 +13,7 @@ import os
 from typing import Optional, Sequence
 
 import torch
+from transformers import AutoModel, AutoTokenizer
 
 from .base import Backbone, batched, format_texts, freeze, resolve_device_dtype
 
@@ -58,8 +59,6 @@ class TextBackbone(Backbone):
 
     def __init__(self, name_or_path: str, device=None, dtype=None, normalize: Optional[bool] = None,
                  pooling: Optional[str] = None, max_length: Optional[int] = None, **model_kwargs):
-        from transformers import AutoModel, AutoTokenizer
-
         self.name_or_path = minilm_path() if str(name_or_path).lower() in (a.lower() for a in MINILM_ALIASES) else str(name_or_path)
         self.device, self.dtype = resolve_device_dtype(device, dtype)
         settings = sentence_transformers_settings(self.name_or_path) if os.path.isdir(self.name_or_path) else {}

@@ -47,9 +47,10 @@ def caption(
     compare: List[str] = typer.Option([], help="Another dictionary folder/Hub id whose sparse captions (same k) "
                                       "are printed beside --model's, e.g. a no-rotation baseline. Repeatable."),
 ) -> None:
-    from cedar_hf.interpret.captions import caption_report, steer as steer_captions
     from cedar_hf.auto import load_dictionary
     from cedar_hf.data import open_images
+    from cedar_hf.interpret.captions import caption_report
+    from cedar_hf.interpret.captions import steer as steer_captions
     from cedar_hf.interpret.naming import resolve_backbone
 
     dictionary = load_dictionary(model)

@@ -49,11 +49,14 @@ def explain(
             path = explanation.plot(output_dir / f"explanation-{i:02d}.png")
             typer.echo(f"{explanation.table()}\n  -> {path}\n")
     if top_examples is not None:
-        from cedar_hf.interpret.examples import format_top_examples, plot_top_examples, top_activating
-        from cedar_hf.interpret.search import resolve_concepts
-
         from cedar_hf.analysis.codes import compute_codes
+        from cedar_hf.interpret.examples import (
+            format_top_examples,
+            plot_top_examples,
+            top_activating,
+        )
         from cedar_hf.interpret.naming import concept_sign
+        from cedar_hf.interpret.search import resolve_concepts
 
         codes = compute_codes(dictionary, str(top_examples), k=k)
         top = {}

@@ -35,7 +35,11 @@ def push(
     license: Optional[str] = typer.Option(None, help="License id for the card metadata, e.g. apache-2.0."),
 ) -> None:
     from cedar_hf.data import METADATA_FILE
-    from cedar_hf.hub import HubPushError, push_dictionary_to_hub, push_embeddings_to_hub
+    from cedar_hf.hub import (
+        HubPushError,
+        push_dictionary_to_hub,
+        push_embeddings_to_hub,
+    )
 
     if not path.is_dir():
         raise typer.BadParameter(f"{path} is not a folder")

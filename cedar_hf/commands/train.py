@@ -6,9 +6,9 @@ with their help). Multi-process: `accelerate launch -m cedar_hf.cli train ...`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 import json
 import os
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import typer

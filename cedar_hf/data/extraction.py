@@ -27,7 +27,24 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from datasets import (
+    Array2D,
+    Dataset,
+    Features,
+    List,
+    Value,
+    concatenate_datasets,
+    load_from_disk,
+)
+from datasets.utils import (
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
+)
+from tqdm.auto import tqdm
 
+from ..backbones import load_backbone
 from ..version import __version__
 from .loading import METADATA_FILE, load_embeddings
 from .sources import Source, resolve_source
@@ -87,8 +104,6 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
         raise ValueError(f"output_dir={str(output)!r} exists and is not a finished cedar-hf embedding dataset; "
                          "choose another folder or pass overwrite=True")
     if not hasattr(backbone, "embed_images"):
-        from ..backbones import load_backbone
-
         backbone = load_backbone(backbone, device=device or (state.device if state.num_processes > 1 else None), dtype=dtype)
     dim = backbone.dim(site)
     modality = "text" if site == "text_embeds" else "image"
@@ -114,8 +129,6 @@ def process_state():
 
     Accelerate forms a gloo process group on a machine without an accelerator only when told `cpu=True`
     (otherwise each launched process would think it is alone and embed everything)."""
-    from accelerate import PartialState
-
     available = getattr(torch, "accelerator", None) is not None and torch.accelerator.is_available()
     state = PartialState(cpu=not available)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -148,8 +161,6 @@ def _check_plan(partial: Path, plan: dict, state) -> None:
 
 def _extract_shards(backbone, src: Source, site, dim, partial, shards, n_rows, shard_size, batch_size, on_error,
                     prompt, state) -> None:
-    from tqdm.auto import tqdm
-
     todo = sum(min(shard_size, n_rows - i * shard_size) for i in shards)
     with tqdm(total=todo, desc=f"extract {site}", unit=src.modality, disable=not state.is_local_main_process) as bar:
         for index in shards:
@@ -183,8 +194,6 @@ def _embed_batch(backbone, src: Source, site, rows, prompt, on_error, errors) ->
 
 
 def _features(src: Source, site: str, dim: int, n_tokens: Optional[int]):
-    from datasets import Array2D, Features, List, Value
-
     embedding = Array2D((n_tokens, dim), "float32") if site == "vision_tokens" else List(Value("float32"), length=dim)
     features = {"embedding": embedding, "id": Value("string"), "modality": Value("string")}
     if src.labels is not None:
@@ -196,8 +205,6 @@ def _features(src: Source, site: str, dim: int, n_tokens: Optional[int]):
 
 def _write_shard(partial: Path, index: int, src: Source, site, dim, embeddings, rows, errors) -> None:
     """Save one shard under a temporary name, then rename it: a shard directory exists only when complete."""
-    from datasets import Dataset
-
     if embeddings:
         matrix = np.stack(embeddings).astype(np.float32)  # (n, d) or (n, N, d)
     else:  # every image of the shard was unreadable: an empty shard (left out of the merge)
@@ -224,8 +231,6 @@ def _write_shard(partial: Path, index: int, src: Source, site, dim, embeddings, 
 @contextmanager
 def _quiet_datasets():
     """No `datasets` progress bar per shard save (ours counts rows); restores the previous setting."""
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()
     try:
@@ -237,8 +242,6 @@ def _quiet_datasets():
 
 def _merge(partial: Path, output: Path, n_shards: int, plan: dict, backbone, site, dim, modality, src) -> None:
     """Concatenate the shards in order, save with metadata under a temporary name, rename, clean up."""
-    from datasets import concatenate_datasets, load_from_disk
-
     parts, skipped = [], []
     for index in range(n_shards):
         shard = _shard_dir(partial, index)

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from PIL import Image, UnidentifiedImageError
+
 
 def open_images(paths: Sequence[str | os.PathLike]) -> list:
     """RGB PIL images from file paths; a missing or unreadable file raises a `ValueError` naming it."""
-    from PIL import Image, UnidentifiedImageError
-
     images = []
     for path in paths:
         if not Path(path).is_file():

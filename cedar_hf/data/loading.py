@@ -12,8 +12,12 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import datasets
 import numpy as np
+import pyarrow as pa
 import torch
+
+from ..hub.ids import is_hub_id
 
 METADATA_FILE = "cedar_metadata.json"
 """Written beside an extracted dataset: backbone, site, dim, dtype, count, mean, skipped ids, source."""
@@ -29,8 +33,6 @@ def load_dataset(data: Any, split: str = "train"):
     Raises:
         ValueError: naming `data` when the folder is missing or is not a saved dataset, or the split is absent.
     """
-    import datasets
-
     if isinstance(data, datasets.Dataset):
         return data
     if isinstance(data, datasets.DatasetDict):
@@ -39,8 +41,6 @@ def load_dataset(data: Any, split: str = "train"):
         raise ValueError(f"expected a dataset folder, a Hub dataset id or a datasets.Dataset, got {type(data).__name__}")
     path = os.fspath(data)
     if not os.path.exists(path):
-        from ..hub.ids import is_hub_id
-
         if is_hub_id(path):
             return _split(datasets.load_dataset(path), split, path)
         raise ValueError(f"embedding dataset {path!r} does not exist")
@@ -131,8 +131,6 @@ def _dataset_embeddings(dataset) -> torch.Tensor:
 
 def arrow_to_numpy(column) -> np.ndarray:
     """Flatten a (possibly nested, possibly extension-typed) Arrow list column to a 1-D float32 array."""
-    import pyarrow as pa
-
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     while True:
         if isinstance(array, pa.ExtensionArray):

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+import datasets
+from datasets import ClassLabel, Value
+from datasets import Image as ImageFeature
+from PIL import Image
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEXT_COLUMNS = ("text", "caption", "sentence", "gloss")
 
@@ -29,16 +34,12 @@ class Source:
 
 # ---- sources -----------------------------------------------------------------------------------------------
 def _open_image(data: Union[str, bytes]):
-    from PIL import Image
-
     image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     image.load()  # PIL is lazy: force the decode here so a broken file fails now, by id
     return image.convert("RGB")
 
 
 def _folder_source(root: Path) -> Source:
-    from datasets import ClassLabel
-
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
@@ -53,8 +54,6 @@ def _folder_source(root: Path) -> Source:
 
 def _dataset_source(dataset, modality: str, description: str, image_column=None, text_column=None,
                     label_column=None, id_column=None) -> Source:
-    from datasets import Image, Value
-
     features = dataset.features
     if id_column is not None and id_column not in features:
         raise ValueError(f"id_column={id_column!r} is not a column of the source (columns: {list(features)})")
@@ -75,10 +74,10 @@ def _dataset_source(dataset, modality: str, description: str, image_column=None,
             raise ValueError(f"text_column={text_column!r}: the source needs a text column (columns: {list(features)})")
         source.texts = [str(t) for t in dataset[text_column]]
         return source
-    image_column = image_column or next((c for c, f in features.items() if isinstance(f, Image)), None)
+    image_column = image_column or next((c for c, f in features.items() if isinstance(f, ImageFeature)), None)
     if image_column not in features:
         raise ValueError(f"image_column={image_column!r}: the source needs an image column (columns: {list(features)})")
-    raw = dataset.cast_column(image_column, Image(decode=False)) if isinstance(features[image_column], Image) else dataset
+    raw = dataset.cast_column(image_column, ImageFeature(decode=False)) if isinstance(features[image_column], ImageFeature) else dataset
 
     def read_image(i: int):
         value = raw[i][image_column]
@@ -93,8 +92,6 @@ def _dataset_source(dataset, modality: str, description: str, image_column=None,
 
 
 def resolve_source(source, modality: str, split: Optional[str], **columns) -> Source:
-    import datasets
-
     if isinstance(source, (list, tuple)):
         if modality != "text" or not all(isinstance(t, str) for t in source):
             raise ValueError("a list source must be a list of strings (texts) with site='text_embeds'")

@@ -29,7 +29,13 @@ from .metrics import (
 )
 from .probe import LinearProbe, encode_labels, train_linear_probe
 from .report import markdown_table, native_table, plot_report, write_json, write_report
-from .threshold import DenseCodes, ThresholdSearch, apply_threshold, search_threshold, threshold_codes
+from .threshold import (
+    DenseCodes,
+    ThresholdSearch,
+    apply_threshold,
+    search_threshold,
+    threshold_codes,
+)
 
 __all__ = [
     "DEFAULT_TARGETS",

@@ -11,6 +11,12 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+import transformers
+from huggingface_hub import EvalResult
+
+from cedar_hf.analysis.codes import compute_codes
+from cedar_hf.analysis.energy import concept_energy, top_concepts
+
 from ..registry import card_text
 from ..version import __version__
 from .ids import is_hub_id
@@ -97,9 +103,6 @@ def _top_concepts(model, embeddings, top_n: int, progress: bool) -> tuple[list[d
         summary = (f"No embedding dataset was given when this card was made, so concept energies are "
                    f"{MISSING}; the first {n} latents are listed in index order.")
     else:
-        from cedar_hf.analysis.codes import compute_codes
-        from cedar_hf.analysis.energy import concept_energy, top_concepts
-
         codes = compute_codes(model, embeddings, progress=progress)
         energy = concept_energy(codes)
         order = top_concepts(energy, n).tolist()
@@ -122,8 +125,6 @@ def _backbone_markdown(backbone: Optional[str], is_hub_id) -> str:
 
 def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path], top_n: int, progress: bool) -> dict:
     """Template values and YAML metadata (`metadata`) for the dictionary card."""
-    import transformers
-
     config = model.config
     backbone = config.backbone
     dataset = dataset or (config.training_data or {}).get("dataset")
@@ -141,8 +142,6 @@ def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path
         "metrics": sorted(headline) or None,
     }
     if headline:
-        from huggingface_hub import EvalResult
-
         metadata["model_name"] = repo_id or config.model_type
         metadata["eval_results"] = [
             EvalResult(task_type="feature-extraction", dataset_type=dataset if is_hub_id(dataset) else "embeddings",

@@ -11,14 +11,27 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any, Optional, Union
 
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard, ModelCardData, get_token
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub import (
+    DatasetCard,
+    DatasetCardData,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    get_token,
+)
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
 
+from ..data import METADATA_FILE, read_metadata
+from ..data import load_dataset as load_embedding_dataset
 from .cards import MISSING, dataset_card_values, model_card_values, template_path
 from .ids import is_hub_id
 
@@ -172,8 +185,6 @@ def push_embeddings_to_hub(
     Raises:
         HubPushError: as for `push_dictionary_to_hub`.
     """
-    from ..data import METADATA_FILE, load_dataset as load_embedding_dataset, read_metadata
-
     if not is_hub_id(repo_id):
         raise ValueError(f"repo_id={repo_id!r} must look like 'owner/name' (a Hub repository id)")
     token = _resolve_token(token)

@@ -5,7 +5,14 @@ steering, concept search.
     print(cedar_hf.explain(dictionary, "a dog on the beach", backbone=backbone, k=10))
 """
 
-from .captions import CaptionReport, SteeredDictionary, caption_report, recurring_words, sparse_captions, steer
+from .captions import (
+    CaptionReport,
+    SteeredDictionary,
+    caption_report,
+    recurring_words,
+    sparse_captions,
+    steer,
+)
 from .examples import format_top_examples, plot_top_examples, top_activating
 from .explanations import Explanation, explain
 from .naming import concept_name, embed_vocabulary, find_latents, name_concepts

@@ -13,12 +13,15 @@ the caption that results.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
-import re
 from typing import Optional, Sequence, Union
 
 import torch
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from cedar_hf.backbones.hooks import sparse_tokens
 
 from .naming import find_latents
 
@@ -40,8 +43,6 @@ def sparse_captions(
     With `samples == 1` and no temperature: one deterministic caption per image (greedy or the given beams).
     Otherwise `samples` sampled captions per image at `temperature` (a list of lists).
     """
-    from cedar_hf.backbones.hooks import sparse_tokens
-
     if not callable(getattr(backbone, "caption", None)):
         raise ValueError(f"{type(backbone).__name__} cannot caption: use a BLIP or vision encoder-decoder backbone")
     if samples < 1:
@@ -59,8 +60,6 @@ def sparse_captions(
 
 def recurring_words(captions: Sequence[str], min_fraction: float = 0.5) -> list[tuple[str, int]]:
     """Content words that occur in at least `min_fraction` of the captions, most frequent first, as (word, count)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     counts: Counter = Counter()
     for caption in captions:
         words = re.findall(r"[\w'\-]+", caption.lower())

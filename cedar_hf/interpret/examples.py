@@ -9,6 +9,11 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from PIL import Image
+
+from cedar_hf.analysis.codes import compute_codes
+from cedar_hf.analysis.energy import concept_energy, top_concepts
+from cedar_hf.data import load_dataset
 
 from .naming import concept_name, concept_sign
 
@@ -37,10 +42,6 @@ def top_activating(
         the oriented coefficient `sign · code` (see `name_concepts`), strongest first; rows where the latent is
         inactive (or on the other end) are left out.
     """
-    from cedar_hf.analysis.codes import compute_codes
-    from cedar_hf.data import load_dataset
-    from cedar_hf.analysis.energy import concept_energy, top_concepts
-
     if n < 1:
         raise ValueError(f"n={n} must be at least 1")
     codes = compute_codes(dictionary, data, k=k, progress=progress) if codes is None else codes
@@ -87,8 +88,6 @@ def format_top_examples(top: dict[int, list[dict]], dictionary=None, max_chars: 
 
 
 def _load_image(entry: dict, dataset, image_root: Optional[Path]):
-    from PIL import Image
-
     if dataset is not None and "image" in getattr(dataset, "column_names", []):
         image = dataset[entry["row"]]["image"]
         return image if isinstance(image, Image.Image) else None
@@ -114,7 +113,6 @@ def plot_top_examples(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from cedar_hf.data import load_dataset
 
     dataset = None if isinstance(data, (torch.Tensor, np.ndarray)) else load_dataset(data)
     root = Path(image_root) if image_root else None

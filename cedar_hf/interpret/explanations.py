@@ -10,16 +10,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import os
-from pathlib import Path
 import textwrap
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .naming import concept_name, concept_sign
+from .captions import sparse_captions
+from .naming import concept_name, concept_sign, resolve_backbone
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -108,7 +110,6 @@ def _embed(inputs: list, backbone, site: Optional[str], progress_kind: str) -> t
         return x, ["embedding"] * len(inputs), []
     if backbone is None:
         raise ValueError("explaining texts or images needs a backbone (backbone=... or the dictionary's config.backbone)")
-    from PIL import Image
 
     images = [x for x in inputs if _is_image_path(x) or isinstance(x, Image.Image)]
     if images and len(images) != len(inputs):
@@ -150,8 +151,6 @@ def explain(
     items, single = _as_items(inputs, 2 if site == "vision_tokens" else 1)
     needs_backbone = not all(isinstance(x, (torch.Tensor, np.ndarray)) for x in items)
     if needs_backbone:
-        from .naming import resolve_backbone
-
         backbone = resolve_backbone(backbone, dictionary)
     x, sources, images = _embed(items, backbone, site, "explain")
     with torch.no_grad():
@@ -162,8 +161,6 @@ def explain(
         cosine = torch.nn.functional.cosine_similarity(x.float(), x_hat.float(), dim=-1)
     captions = [None] * len(items)
     if caption and images and callable(getattr(backbone, "caption", None)) and site == "vision_tokens":
-        from .captions import sparse_captions
-
         captions = sparse_captions(backbone, dictionary, images, k=k, **(caption_kwargs or {}))
     k_used = dictionary.resolve_k(k) if hasattr(dictionary, "resolve_k") else k
     explanations = [_one(dictionary, codes[i], sources[i], k_used, float(cosine[i]), captions[i])

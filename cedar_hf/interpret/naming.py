@@ -31,6 +31,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
 
+from cedar_hf.backbones import load_backbone
+
 from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 
 NAMES_FORMAT = "cedar-hf-concept-names/1"
@@ -45,8 +47,6 @@ def resolve_backbone(backbone: Any, dictionary=None):
         if backbone is None:
             raise ValueError("no backbone given and the dictionary's config.backbone is not set")
     if isinstance(backbone, (str, os.PathLike)):
-        from cedar_hf.backbones import load_backbone
-
         backbone = load_backbone(str(backbone))
     if not callable(getattr(backbone, "embed_texts", None)):
         raise ValueError(f"backbone {backbone!r} has no embed_texts(texts, batch_size, prompt) method")

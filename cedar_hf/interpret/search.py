@@ -21,6 +21,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cedar_hf.analysis.codes import compute_codes
+from cedar_hf.data import load_dataset
+
+from .explanations import _embed
+from .naming import resolve_backbone
+
 SPACES = ("codes", "reconstruction")
 
 
@@ -62,9 +68,6 @@ class ConceptIndex:
 
     def __init__(self, dictionary, data: Any, k: Optional[int] = None, space: str = "codes",
                  batch_size: int = 1024, progress: bool = True):
-        from cedar_hf.analysis.codes import compute_codes
-        from cedar_hf.data import load_dataset
-
         if space not in SPACES:
             raise ValueError(f"space={space!r} must be one of {SPACES}")
         self.dictionary, self.k, self.space = dictionary, k, space
@@ -123,9 +126,6 @@ class ConceptIndex:
         return self._rows(order, scores[order], matches[order])
 
     def _embed_example(self, example, backbone) -> torch.Tensor:
-        from .explanations import _embed
-        from .naming import resolve_backbone
-
         if isinstance(example, (torch.Tensor, np.ndarray)):
             return torch.as_tensor(example, dtype=torch.float32).reshape(1, -1)
         backbone = resolve_backbone(backbone, self.dictionary)

@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import gzip
-from importlib import resources
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional, Union
 

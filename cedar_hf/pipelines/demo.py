@@ -11,13 +11,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 import re
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
+import datasets
 import numpy as np
 import torch
+
+from cedar_hf import CedarConfig, CedarModel
+from cedar_hf.analysis.codes import compute_codes
+from cedar_hf.analysis.energy import concept_energy
+from cedar_hf.analysis.energy import top_concepts as top_by_energy
+from cedar_hf.backbones import load_backbone
+from cedar_hf.data import METADATA_FILE, embedding_matrix, extract_embeddings
+from cedar_hf.interpret.examples import (
+    format_top_examples,
+    plot_top_examples,
+    top_activating,
+)
+from cedar_hf.interpret.explanations import explain
+from cedar_hf.interpret.naming import embed_vocabulary, name_concepts
+from cedar_hf.training import TrainingArgs, train
 
 from ..interpret.vocabulary import load_demo_texts, load_vocabulary
 
@@ -44,8 +60,6 @@ def _say(message: str, quiet: bool) -> None:
 def demo_texts_dataset(max_texts: Optional[int] = None):
     """The shipped WordNet glosses as a `datasets.Dataset` (`id`, `text` = gloss, `label` = lexicographer file,
     `lemmas` = the synset's lemma names joined by ", ")."""
-    import datasets
-
     records = load_demo_texts(max_texts)
     return datasets.Dataset.from_dict({
         "id": [r["id"] for r in records],
@@ -58,8 +72,6 @@ def demo_texts_dataset(max_texts: Optional[int] = None):
 def embed_source(backbone, backbone_id: str, output_dir: Path, dataset: Optional[str], site: str,
                  max_texts: Optional[int], quiet: bool):
     """Embeddings of the demo glosses (or of `dataset`) with `backbone`, cached as a datasets folder."""
-    from cedar_hf.data import METADATA_FILE, extract_embeddings
-
     source_name = dataset or f"wordnet-glosses-{max_texts or 'all'}"
     folder = output_dir / "cache" / f"embeddings-{_slug(backbone_id)}-{site}-{_slug(source_name)}"
     if (folder / METADATA_FILE).exists():
@@ -76,8 +88,6 @@ def embed_source(backbone, backbone_id: str, output_dir: Path, dataset: Optional
 def vocabulary_embeddings(backbone, backbone_id: str, words: Sequence[str], prompt: Optional[str], cache: Path,
                           quiet: bool):
     """The vocabulary's text embeddings, cached by (backbone, prompt, vocabulary) hash."""
-    from cedar_hf.interpret.naming import embed_vocabulary
-
     key = hashlib.sha1("\n".join([backbone_id, str(prompt), *words]).encode()).hexdigest()[:16]
     path = cache / f"vocabulary-{_slug(backbone_id)}-{key}.npy"
     if path.exists():
@@ -94,9 +104,6 @@ def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, 
                      learning_rate: float, seed: int, quiet: bool, retrain: bool = False):
     """A CEDAR rotation trained with `cedar_hf.train` (k curriculum over the first half of the steps); the model of
     an earlier run with the same settings (`model/demo_run.json`) is reused unless `retrain`."""
-    from cedar_hf import CedarConfig, CedarModel
-    from cedar_hf.training import TrainingArgs, train
-
     order = np.random.default_rng(seed).permutation(len(embeddings))
     n_test = max(1, len(order) // 10)
     # keep_in_memory: the index mappings stay out of the cached embeddings folder
@@ -126,8 +133,6 @@ def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, 
 
 def held_out_fvu(model, data, k: int) -> float:
     """Dataset-level FVU of the k-sparse reconstruction on held-out rows (μ = the model's training mean b)."""
-    from cedar_hf.data import embedding_matrix
-
     x = embedding_matrix(data, flatten_tokens=False)
     with torch.no_grad():
         x_hat = model.reconstruct(x, k=k)
@@ -137,8 +142,6 @@ def held_out_fvu(model, data, k: int) -> float:
 
 def explain_inputs(model, backbone, inputs: Sequence, k: int, out: Path, quiet: bool) -> list[dict]:
     """Explanations of each input: printed as a table, each written as a bar-chart PNG."""
-    from cedar_hf.interpret.explanations import explain
-
     explanations = explain(model, list(inputs), backbone=backbone, k=k)
     written = []
     for i, explanation in enumerate(explanations):
@@ -184,11 +187,6 @@ def run_demo(
         top_concepts: how many of the highest-energy concepts to list with their top-activating rows.
         retrain: train again even when `output_dir/model` holds a model trained with the same settings.
     """
-    from cedar_hf.analysis.energy import concept_energy, top_concepts as top_by_energy
-    from cedar_hf.backbones import load_backbone
-
-    from cedar_hf.interpret.examples import format_top_examples, plot_top_examples, top_activating
-    from cedar_hf.interpret.naming import name_concepts
 
     start = time.time()
     out = Path(output_dir)
@@ -215,7 +213,6 @@ def run_demo(
         inputs = list(DEFAULT_SENTENCES) if site == "text_embeds" else None
     explained = explain_inputs(model, encoder, inputs, k, out, quiet) if inputs else explain_inputs(
         model, encoder, [torch.tensor(held_out[i]["embedding"]) for i in range(min(5, len(held_out)))], k, out, quiet)
-    from cedar_hf.analysis.codes import compute_codes
 
     codes = compute_codes(model, embeddings, k=k, progress=not quiet)
     latents = top_by_energy(concept_energy(codes), min(top_concepts, model.config.n_latents)).tolist()

@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from datasets import Dataset
+
+import cedar_hf
+from cedar_hf.interpret.vocabulary import load_demo_texts
 
 LEMMA, GLOSS = "lemma", "gloss"
 
@@ -23,10 +27,6 @@ def wordnet_pairs_dataset(limit: Optional[int] = 1000, backbone="minilm", batch_
         limit: how many synsets (of the 5,000 shipped); None for all.
         backbone: a loaded `Backbone` or a name for `cedar_hf.load_backbone` (default the offline MiniLM).
     """
-    from datasets import Dataset
-
-    import cedar_hf
-    from cedar_hf.interpret.vocabulary import load_demo_texts
 
     records = load_demo_texts(limit=limit)
     if not records:

@@ -4,8 +4,8 @@
 command-line front end.
 """
 
-from .args import TrainingArgs
 from ..data import EmbeddingStream, mixture_rows, parse_mixture
+from .args import TrainingArgs
 from .evaluate import evaluate_stream
 from .loop import train
 from .recipes import curriculum_k, lr_multiplier

@@ -6,10 +6,12 @@ decide them, so one command runs unchanged on a laptop, on a CPU pair over gloo 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
 import json
 import os
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
+
+from ..data import parse_mixture
 
 LR_SCHEDULES = ("msae", "constant", "linear", "cosine")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "trackio", "all", "none")
@@ -132,8 +134,6 @@ class TrainingArgs:
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0")
         if self.mixture is not None:
-            from ..data import parse_mixture
-
             parse_mixture(self.mixture)
         unknown = [t for t in self.trackers if t not in TRACKERS]
         if unknown:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence, Union
 
+import numpy as np
+import torch
+
 from ..registry import dictionary_classes
 
 
@@ -27,8 +30,6 @@ def build_dictionary(architecture: str, overrides: Union[Sequence[str], dict], d
                      init_from: Optional[str] = None):
     """A fresh model of `architecture` (a model_type or alias) initialised under `seed`, with config
     `overrides`; or the pretrained `init_from` dictionary with the overrides set on its config."""
-    import torch
-
     config_class, model_class = dictionary_classes(architecture)
     overrides = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     torch.manual_seed(seed)
@@ -42,8 +43,6 @@ def build_dictionary(architecture: str, overrides: Union[Sequence[str], dict], d
 
 def split_eval(dataset, fraction: float, seed: int = 0):
     """(train, eval) subsets of a dataset, a seeded split; only index mappings are held in memory."""
-    import numpy as np
-
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"eval_fraction={fraction} must be in (0, 1)")
     order = np.random.default_rng([seed, 31337]).permutation(len(dataset))

@@ -8,17 +8,27 @@ global batches as one.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
+from ..data import (
+    EmbeddingStream,
+    compute_mean,
+    dataset_folder,
+    load_dataset,
+    mixture_rows,
+    read_metadata,
+)
 from .args import TrainingArgs
 from .checkpoint import (
     TrainerState,
@@ -27,7 +37,6 @@ from .checkpoint import (
     save_checkpoint,
     warn_on_changed_args,
 )
-from ..data import EmbeddingStream, compute_mean, dataset_folder, load_dataset, mixture_rows, read_metadata
 from .evaluate import evaluate_stream
 from .recipes import Recipe, lr_multiplier, select_recipe
 
@@ -96,9 +105,6 @@ def _record_provenance(model, dataset, stream: EmbeddingStream, args: TrainingAr
 
 
 def _make_accelerator(args: TrainingArgs):
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
     trackers = args.trackers
     project = ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs"))
     # Accelerate only forms a gloo process group on a machine without an accelerator when told `cpu=True`;

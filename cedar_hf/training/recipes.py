@@ -16,8 +16,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .args import TrainingArgs
 from ..data import EmbeddingStream, compute_mean, compute_mean_norm
+from .args import TrainingArgs
 
 
 def curriculum_k(step: int, d_in: int, k_target: int, tau: int, seed: int) -> int:
