@@ -123,3 +123,47 @@ def test_explain_command_top_examples(named, tmp_path):
     assert (tmp_path / "out" / "top_examples.png").exists()
     missing = CliRunner().invoke(app, ["explain", "--model", str(tmp_path / "dict")])
     assert missing.exit_code != 0 and "--top-examples" in missing.output
+
+
+def test_negative_coefficients_show_the_other_ends_name(named):
+    model, backbone, planted, atoms = named
+    # an embedding with "less of planted3" and "more of planted5"
+    x = backbone.mean + 2.0 * atoms[5] - 2.0 * atoms[3]
+    explanation = explain(model, x, k=2)
+    cos = atoms @ model.rotation.detach().T
+    latent3 = int(cos[3].abs().argmax())
+    i = explanation.latents.index(latent3)
+    assert explanation.coefficients[i] < 0
+    entry = model.concept_names["names"][latent3]
+    assert entry["name"] == "planted3"
+    assert explanation.names[i] == entry["opposite"]["name"] != "planted3"  # never "planted3" on a red bar
+    assert explanation.name_scores[i] == entry["opposite"]["score"]
+    j = 1 - i
+    assert explanation.names[j] == "planted5" and explanation.coefficients[j] > 0
+    assert explanation.name_scores[j] == model.concept_names["names"][explanation.latents[j]]["score"]
+
+
+def test_weak_names_are_marked_in_table_and_plot(named, tmp_path):
+    model, backbone, planted, atoms = named
+    saved = model.concept_names
+    try:
+        name_concepts(model, backbone, [w for w in planted if w != "planted3"])
+        explanation = explain(model, "planted3 planted5", backbone=backbone, k=2)
+        weak = [name for name, w in zip(explanation.names, explanation.weak) if w]
+        assert len(weak) == 1 and weak[0] != "planted5"
+        table = explanation.table()
+        line = next(line for line in table.splitlines() if f"{weak[0]}?" in line)
+        assert "weak" in line and "match" in line
+        assert "? weak name" in table
+        strong = next(line for line in table.splitlines() if "planted5" in line)
+        assert "weak" not in strong
+        assert explanation.plot(tmp_path / "weak.png").stat().st_size > 2000
+    finally:
+        model.concept_names = saved
+
+
+@pytest.mark.parametrize("bad", ["", "   ", [""], ["a text", " "], [], torch.zeros(0, 32)])
+def test_explaining_nothing_is_a_clear_error(named, bad):
+    model, backbone, _, _ = named
+    with pytest.raises(ValueError, match="nothing to explain"):
+        explain(model, bad, backbone=backbone)

@@ -155,3 +155,63 @@ def test_name_command_with_a_tiny_text_encoder(tmp_path):
     # the CLI names exactly as the API does
     expected = name_concepts(model, cedar_hf.load_backbone(encoder), words)
     assert loaded.concept_names["names"] == expected["names"]
+
+
+def test_blocklist_drops_slurs_profanity_and_junk_from_every_vocabulary(tmp_path):
+    from cedar_hf.interpret.vocabulary import load_blocklist
+
+    blocklist = load_blocklist()
+    categories = set(blocklist.categories.values())
+    assert {"slur", "profanity", "junk"} <= categories
+    # the shipped vocabulary holds none of them (checked on the raw file, not only after loading)
+    raw = load_vocabulary(blocklist=False)
+    assert not [w for w in raw if w in blocklist], "the shipped vocabulary file still contains blocked entries"
+    assert len(raw) == 20_000  # rebuilt with the blocklist, refilled to the same size
+    # user vocabularies are filtered too: whole entries, words inside bigrams, any case; allowed phrases stay
+    listed = [w for w, c in blocklist.categories.items() if c == "slur"][0]
+    user = ["dog", listed.upper(), f"{listed} rig", "amp", "homo sapiens", "cat"]
+    assert load_vocabulary(user) == ["dog", "homo sapiens", "cat"]
+    path = tmp_path / "mine.txt"
+    path.write_text("\n".join(user))
+    assert load_vocabulary(path) == ["dog", "homo sapiens", "cat"]
+    assert load_vocabulary(user, blocklist=False) == user  # opt-out
+    assert load_vocabulary(["dog", "cat"], blocklist=["dog"]) == ["cat"]  # your own list
+    with pytest.raises(ValueError, match="empty"):
+        load_vocabulary(["amp"])
+    with pytest.raises(ValueError, match="missing-blocklist.txt"):
+        load_vocabulary(["dog"], blocklist=tmp_path / "missing-blocklist.txt")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("[slur\nword\n")
+    with pytest.raises(ValueError, match=r"bad.txt, line 1"):
+        load_blocklist(bad)
+
+
+def test_name_concepts_never_picks_a_blocked_word(planted):
+    model, backbone, vocabulary, planted_words, _ = planted
+    blocked = planted_words[4]
+    names = name_concepts(model, backbone, vocabulary, blocklist=[blocked])
+    shown = {e["name"] for e in names["names"]} | {a for e in names["names"] for a, _ in e["alternatives"]}
+    assert blocked not in shown and planted_words[5] in shown
+
+
+def test_weak_names_are_marked_by_score(planted):
+    from cedar_hf.interpret.naming import WEAK_SCORE, name_confidence_threshold, name_info
+
+    model, backbone, _, planted_words, _ = planted
+    missing = planted_words[3]
+    vocabulary = [w for w in planted_words if w != missing]  # planted3's axis has no word that matches it
+    names = name_concepts(model, backbone, vocabulary)
+    assert names["weak_below"] == WEAK_SCORE
+    weak = [e for e in names["names"] if e["weak"]]
+    assert len(weak) == 1 and weak[0]["score"] < WEAK_SCORE  # only the axis of the missing word
+    assert all(e["score"] > 0.9 for e in names["names"] if not e["weak"])
+    info = name_info(model, weak[0]["latent"])
+    assert info.weak and info.score == weak[0]["score"] and "weak" in info.label()
+    assert not name_info(model, (weak[0]["latent"] + 1) % 32).weak
+    # the threshold's rationale: the chance level of a best match among V random words in d dimensions
+    chance = name_confidence_threshold(20_000, 384)
+    assert chance == pytest.approx(0.2271, abs=1e-3) and chance < WEAK_SCORE
+    g = torch.Generator().manual_seed(0)
+    words, direction = torch.randn(20_000, 384, generator=g), torch.randn(384, generator=g)
+    best = float(torch.nn.functional.cosine_similarity(words, direction[None]).max())
+    assert abs(best - name_confidence_threshold(20_000, 384)) < 0.05

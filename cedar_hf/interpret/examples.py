@@ -15,7 +15,8 @@ from cedar_hf.analysis.codes import compute_codes
 from cedar_hf.analysis.energy import concept_energy, top_concepts
 from cedar_hf.data import load_dataset
 
-from .naming import concept_name, concept_sign
+from .vocabulary import save_figure
+from .naming import concept_sign, name_info
 
 
 def top_activating(
@@ -71,13 +72,25 @@ def top_activating(
     return result
 
 
+def heading(dictionary, latent: int, value: float = 1.0) -> str:
+    """`name (latent i) · match 0.64` for the end that `value` (an oriented coefficient) points to; weak names
+    get a `?` and `weak name` (see `cedar_hf.interpret.naming.name_info`)."""
+    if dictionary is None:
+        return f"latent {latent}"
+    info = name_info(dictionary, latent, value)
+    text = f"{info.name}{'?' if info.weak else ''} (latent {latent})"
+    if info.score is not None:
+        text += f" · match {info.score:.2f}" + (", weak name" if info.weak else "")
+    return text + (" · other end of the axis" if info.opposite else "")
+
+
 def format_top_examples(top: dict[int, list[dict]], dictionary=None, max_chars: int = 100) -> str:
-    """The top examples as a text list (one block per latent, named when the dictionary has names)."""
+    """The top examples as a text list (one block per latent, named when the dictionary has names, with the name's
+    match score; examples of the negative end are headed by that end's own name)."""
     blocks = []
     for latent, entries in top.items():
         value = entries[0]["value"] if entries else 1.0
-        name = concept_name(dictionary, latent, value) if dictionary is not None else f"latent {latent}"
-        lines = [f"{name} (latent {latent})"]
+        lines = [heading(dictionary, latent, value)]
         for entry in entries:
             text = entry["text"] or entry["id"] or f"row {entry['row']}"
             text = text if len(text) <= max_chars else text[: max_chars - 3] + "..."
@@ -130,15 +143,17 @@ def plot_top_examples(
                     ax.imshow(images[(latent, c)])
                     ax.set_title(f"{entries[c]['value']:+.2f}", fontsize=7)
             value = entries[0]["value"] if entries else 1.0
-            name = concept_name(dictionary, latent, value) if dictionary is not None else f"latent {latent}"
-            axes[r][0].text(-0.1, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=9)
+            info = name_info(dictionary, latent, value) if dictionary is not None else None
+            name = heading(dictionary, latent, value).replace(" · ", "\n")
+            axes[r][0].text(-0.1, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=9,
+                            color="#888888" if info is not None and info.weak else "black")
     else:
         text = format_top_examples(top, dictionary, max_chars=90)
         fig = plt.figure(figsize=(10, 0.19 * (text.count("\n") + 2) + 0.5))
         fig.text(0.01, 0.99, text, va="top", ha="left", family="monospace", fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-__all__ = ["format_top_examples", "plot_top_examples", "top_activating"]
+__all__ = ["format_top_examples", "heading", "plot_top_examples", "top_activating"]

@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from .captions import sparse_captions
-from .naming import concept_name, concept_sign, resolve_backbone
+from .vocabulary import save_figure
+from .naming import concept_sign, name_info, resolve_backbone
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -34,7 +35,11 @@ class Explanation:
         source: what was explained (the text, the image path, or "embedding").
         latents / names / coefficients: the active latents, their names and their coefficients oriented by the
             name (`sign · code`, see `name_concepts`: positive means "more of the named concept"), sorted by
-            |coefficient|.
+            |coefficient|. A negative coefficient of a signed (CEDAR) axis is shown under the name of the axis's
+            other end (its `opposite`), never under the positive end's name.
+        name_scores / weak: each shown name's match score (cosine with its direction; None when the dictionary is
+            unnamed) and whether it is weak (score below the dictionary's `weak_below`, default 0.3): weak names
+            are printed with a `?` and their score, and drawn in grey.
         k: active latents requested. reconstruction_cosine: cos(x, x̂) of the sparse reconstruction.
         caption: the caption generated from sparse visual tokens (BLIP-style backbones), when there is one.
     """
@@ -47,6 +52,18 @@ class Explanation:
     reconstruction_cosine: float
     caption: Optional[str] = None
     extras: dict = field(default_factory=dict)
+    name_scores: list = field(default_factory=list)
+    weak: list = field(default_factory=list)
+
+    def _score(self, i: int) -> Optional[float]:
+        return self.name_scores[i] if i < len(self.name_scores) else None
+
+    def _weak(self, i: int) -> bool:
+        return bool(self.weak[i]) if i < len(self.weak) else False
+
+    def shown_name(self, i: int) -> str:
+        """Name i as displayed: `name?` when weak."""
+        return self.names[i] + ("?" if self._weak(i) else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,9 +73,17 @@ class Explanation:
         head = f"{self.source!r}  (k={self.k}, cos(x, x̂)={self.reconstruction_cosine:.3f})"
         lines = [head] + ([f"  sparse caption: {self.caption}"] if self.caption else [])
         top = max((abs(c) for c in self.coefficients), default=1.0) or 1.0
-        for rank, (latent, name, coef) in enumerate(zip(self.latents, self.names, self.coefficients), 1):
+        scored = any(score is not None for score in self.name_scores)
+        for i, (latent, coef) in enumerate(zip(self.latents, self.coefficients)):
             bar = ("█" if coef >= 0 else "▒") * max(1, round(width * abs(coef) / top))
-            lines.append(f"  {rank:>2}. {name[:28]:<28} {coef:+8.3f}  {bar}  (latent {latent})")
+            score = self._score(i)
+            match = (f"  match {score:.2f}" + (" weak" if self._weak(i) else "     ")) if score is not None else (
+                " " * 17 if scored else "")
+            lines.append(f"  {i + 1:>2}. {self.shown_name(i)[:28]:<28} {coef:+8.3f}  {bar:<{width}}{match}"
+                         f"  (latent {latent})")
+        if any(self._weak(i) for i in range(len(self.latents))):
+            lines.append("  ? weak name: its match score (cosine with the concept direction) is below the threshold, "
+                         "so the word may not describe the concept")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -76,12 +101,22 @@ class Explanation:
         fig = None
         if ax is None:
             fig, ax = plt.subplots(figsize=(9 if self.caption else 6, 0.42 * n + 1.6))
-        colors = ["#2b7bba" if c >= 0 else "#d9534f" for c in self.coefficients]
+        colors = [("#9ab8d4" if c >= 0 else "#e6a9a7") if self._weak(i) else ("#2b7bba" if c >= 0 else "#d9534f")
+                  for i, c in enumerate(self.coefficients)]
         ax.barh(range(n), self.coefficients, color=colors)
-        ax.set_yticks(range(n), [f"{name}" for name in self.names])
+        labels = [self.shown_name(i) + (f"  ({self._score(i):.2f})" if self._score(i) is not None else "")
+                  for i in range(n)]
+        ax.set_yticks(range(n), labels)
+        for i, tick in enumerate(ax.get_yticklabels()):
+            if self._weak(i):
+                tick.set_color("#888888")
+                tick.set_fontstyle("italic")
+        if any(self._weak(i) for i in range(n)):
+            ax.text(0.0, -0.6 / max(n, 1) - 0.08, "grey, ?: weak name (match score below threshold)",
+                    transform=ax.transAxes, fontsize=8, color="#666666", va="top")
         ax.invert_yaxis()
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_xlabel("coefficient")
+        ax.set_xlabel("coefficient (negative: the axis's other end, named on its own)")
         text = title or self.source
         ax.set_title(text if len(text) <= 70 else text[:67] + "...", fontsize=10)
         if self.caption:
@@ -94,7 +129,7 @@ class Explanation:
             return fig
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_figure(fig, path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         return path
 
@@ -168,19 +203,33 @@ def explain(
     return explanations[0] if single else explanations
 
 
+def _check_not_empty(items: list) -> None:
+    """Refuse empty or blank texts (an empty string would embed as the tokenizer's special tokens only)."""
+    blank = [i for i, x in enumerate(items) if isinstance(x, str) and not x.strip()]
+    if blank:
+        raise ValueError(f"nothing to explain: input(s) at position {blank[:10]} are empty or blank strings; "
+                         "give a text, an image path, a PIL image or an embedding")
+    if any(x is None for x in items):
+        raise ValueError("nothing to explain: an input is None")
+
+
 def _as_items(inputs: Any, item_dims: int) -> tuple[list, bool]:
     """The inputs as a list, and whether a single input was given (a tensor of `item_dims` dims is one input)."""
     if isinstance(inputs, (list, tuple)):
         if not inputs:
             raise ValueError("nothing to explain: the list of inputs is empty")
+        _check_not_empty(list(inputs))
         return list(inputs), False
     if isinstance(inputs, (torch.Tensor, np.ndarray)):
         inputs = torch.as_tensor(inputs, dtype=torch.float32)
+        if inputs.numel() == 0:
+            raise ValueError(f"nothing to explain: the embedding tensor of shape {tuple(inputs.shape)} is empty")
         if inputs.dim() == item_dims:
             return [inputs], True
         if inputs.dim() == item_dims + 1:
             return list(inputs), False
         raise ValueError(f"embedding of shape {tuple(inputs.shape)}: expected {item_dims} or {item_dims + 1} dims")
+    _check_not_empty([inputs])
     return [inputs], True
 
 
@@ -190,8 +239,9 @@ def _one(dictionary, code: torch.Tensor, source: str, k, cosine: float, caption)
     if k is not None:
         order = order[:k]  # token codes averaged over tokens can have more than k non-zeros
     coefs = [concept_sign(dictionary, int(i)) * float(code[i]) for i in order]  # oriented: > 0 = more of the name
-    names = [concept_name(dictionary, int(i)) for i in order]
-    return Explanation(source, [int(i) for i in order], names, coefs, k, cosine, caption)
+    infos = [name_info(dictionary, int(i), coef) for i, coef in zip(order, coefs)]  # < 0: the other end's name
+    return Explanation(source, [int(i) for i in order], [info.name for info in infos], coefs, k, cosine, caption,
+                       name_scores=[info.score for info in infos], weak=[info.weak for info in infos])
 
 
 __all__ = ["Explanation", "explain"]

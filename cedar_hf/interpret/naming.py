@@ -22,11 +22,20 @@ change when a row of U flips). Each axis is therefore named by the better of its
 word matches `c_i`, `−1` when it matches `−c_i`; the best word of the other end is kept as `opposite`. Explanations
 show `sign · code`, so a positive bar always means "more of the named concept". Codes that cannot be negative (the
 SAEs) are named by `c_i` alone (`sign = +1`); which case applies is probed from the dictionary, never from its type.
+
+Name confidence. Each name carries its `score`, the cosine above, and is marked `weak` when the score is below
+`weak_below` (default `WEAK_SCORE = 0.3`). Why 0.3: for a direction that matches no word at all, the best of V
+random word directions in d dimensions reaches about `sqrt(2 ln V / d)` by chance (0.23 for V = 20,000 words and
+d = 384, MiniLM; 0.16 for d = 768), so a best match below 0.3 is hardly above what noise gives, and every place
+that shows a name (explanations, plots, the explorer) marks it as weak rather than presenting it as the meaning.
+`name_confidence_threshold(V, d)` gives that chance level for other sizes.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
@@ -37,6 +46,33 @@ from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 
 NAMES_FORMAT = "cedar-hf-concept-names/1"
 CENTERS = ("vocabulary", "none")
+WEAK_SCORE = 0.3  # names with a lower cosine are marked weak (see the module docstring)
+
+
+def name_confidence_threshold(vocabulary_size: int, dim: int) -> float:
+    """Chance level of a name's score: the best cosine `sqrt(2 ln V / d)` a direction reaches against V random
+    word directions in d dimensions (the expected maximum of V near-Gaussian cosines of variance 1/d)."""
+    if vocabulary_size < 2 or dim < 1:
+        raise ValueError(f"vocabulary_size={vocabulary_size} must be >= 2 and dim={dim} >= 1")
+    return math.sqrt(2.0 * math.log(vocabulary_size) / dim)
+
+
+@dataclass(frozen=True)
+class NameInfo:
+    """What is shown for one end of a latent: its `name`, the name's `score` (cosine with the direction, None
+    when unknown), whether it is `weak` (score below the dictionary's threshold) and whether it names the
+    `opposite` end (a negative oriented coefficient of a signed axis)."""
+
+    name: str
+    score: Optional[float] = None
+    weak: bool = False
+    opposite: bool = False
+
+    def label(self, digits: int = 2) -> str:
+        """`name`, or `name (0.21, weak)` / `name (0.64)` when a score is known."""
+        if self.score is None:
+            return self.name
+        return f"{self.name} ({self.score:.{digits}f}{', weak' if self.weak else ''})"
 
 
 def resolve_backbone(backbone: Any, dictionary=None):
@@ -103,16 +139,18 @@ def codes_can_be_negative(dictionary, n: int = 64) -> bool:
         return bool((dictionary.encode(x) < 0).any())
 
 
-def _entry(latent: int, sims: torch.Tensor, words: Sequence[str], top_k: int, signed: bool) -> dict:
+def _entry(latent: int, sims: torch.Tensor, words: Sequence[str], top_k: int, signed: bool,
+           weak_below: float = WEAK_SCORE) -> dict:
     """The naming record of one latent from its `(V,)` cosines to the vocabulary."""
     best, worst = sims.topk(top_k), (-sims).topk(top_k)
     sign = -1 if signed and float(worst.values[0]) > float(best.values[0]) else 1
     named, other = (worst, best) if sign < 0 else (best, worst)
     alternatives = [[words[int(j)], round(float(v), 4)] for v, j in zip(named.values, named.indices)]
     entry = {"latent": latent, "name": alternatives[0][0], "score": alternatives[0][1], "sign": sign,
-             "alternatives": alternatives}
+             "weak": alternatives[0][1] < weak_below, "alternatives": alternatives}
     if signed:
-        entry["opposite"] = {"name": words[int(other.indices[0])], "score": round(float(other.values[0]), 4)}
+        score = round(float(other.values[0]), 4)
+        entry["opposite"] = {"name": words[int(other.indices[0])], "score": score, "weak": score < weak_below}
     return entry
 
 
@@ -135,6 +173,8 @@ def name_concepts(
     vocabulary_embeddings: Optional[torch.Tensor] = None,
     signed: Optional[bool] = None,
     batch_size: int = 256,
+    weak_below: float = WEAK_SCORE,
+    blocklist: Any = True,
 ) -> dict[str, Any]:
     """Name every latent of `dictionary` by its nearest vocabulary entry; sets and returns `dictionary.concept_names`.
 
@@ -150,14 +190,19 @@ def name_concepts(
         vocabulary_embeddings: precomputed `(len(vocabulary), d)` embeddings (skips the backbone).
         signed: whether codes can be negative (CEDAR). Then each axis is named by the better of its two ends and
             `sign` records which end (see the module docstring). None: probed from the dictionary itself.
+        weak_below: names (and opposite ends) whose score is below this are marked `"weak": true` (default 0.3;
+            see the module docstring for why, and `name_confidence_threshold` for the chance level).
+        blocklist: True drops the shipped blocklist's entries (slurs, profanity, junk) from the vocabulary, also
+            from your own; False keeps everything; or your own blocklist (see `load_vocabulary`).
 
     Returns:
-        `{"format", "vocabulary", "prompt", "backbone", "center", "signed", "names": [{"latent", "name", "score",
-        "sign", "alternatives": [[name, score], ...], "opposite": {"name", "score"}}, ...]}` (`opposite`, the
+        `{"format", "vocabulary", "prompt", "backbone", "center", "signed", "weak_below", "names": [{"latent",
+        "name", "score", "sign", "weak", "alternatives": [[name, score], ...], "opposite": {"name", "score",
+        "weak"}}, ...]}` (`opposite`, the
         best word for the other end, only for signed codes); it is saved with the dictionary
         (`concept_names.json`) by `save_pretrained` and `push_to_hub`.
     """
-    words = load_vocabulary(vocabulary)
+    words = load_vocabulary(vocabulary, blocklist=blocklist)
     if isinstance(center, str) and center not in CENTERS:
         raise ValueError(f"center={center!r} must be one of {CENTERS} or a mean vector")
     if top_k < 1:
@@ -171,6 +216,7 @@ def name_concepts(
     elif vocabulary_embeddings.shape[0] != len(words):
         raise ValueError(
             f"vocabulary_embeddings has {vocabulary_embeddings.shape[0]} rows for a vocabulary of {len(words)}"
+            " (after the blocklist: embed load_vocabulary(...)'s output, or pass blocklist=False)"
         )
     signed = codes_can_be_negative(dictionary) if signed is None else bool(signed)
     with torch.no_grad():
@@ -179,7 +225,8 @@ def name_concepts(
         names = []
         for start in range(0, directions.shape[0], 1024):  # (1024, V) at a time: bounded memory for big SAEs
             sims = concept_similarities(directions[start : start + 1024], vocabulary_embeddings, center)
-            names += [_entry(start + row, sims[row], words, top_k, signed) for row in range(sims.shape[0])]
+            names += [_entry(start + row, sims[row], words, top_k, signed, weak_below)
+                      for row in range(sims.shape[0])]
     concept_names = {
         "format": NAMES_FORMAT,
         "vocabulary": _describe(vocabulary, len(words)),
@@ -187,6 +234,7 @@ def name_concepts(
         "backbone": backbone_label,
         "center": center if isinstance(center, str) else "given mean",
         "signed": signed,
+        "weak_below": weak_below,
         "names": names,
     }
     dictionary.concept_names = concept_names
@@ -214,6 +262,32 @@ def concept_name(dictionary, latent: int, value: float = 1.0) -> str:
     return f"−{name}"
 
 
+def _names_entry(dictionary, latent: int) -> Optional[dict]:
+    for entry in (getattr(dictionary, "concept_names", None) or {}).get("names", []):
+        if int(entry["latent"]) == int(latent):
+            return entry
+    return None
+
+
+def name_info(dictionary, latent: int, value: float = 1.0) -> NameInfo:
+    """The name shown for a latent with oriented coefficient `value` (`sign · code`), with its confidence: the
+    name of the positive end for `value >= 0`; for a negative value the `opposite` end's own name and score when
+    the axis is signed and named (else `−name` with no score)."""
+    entry = _names_entry(dictionary, latent)
+    if entry is None:
+        return NameInfo(dictionary.concept_labels[int(latent)] if hasattr(dictionary, "concept_labels")
+                        else f"latent {latent}")
+    threshold = float((dictionary.concept_names or {}).get("weak_below", WEAK_SCORE))
+    if value >= 0:
+        score = entry.get("score")
+        return NameInfo(entry["name"], score, score is not None and score < threshold)
+    opposite = entry.get("opposite")
+    if opposite:
+        return NameInfo(opposite["name"], opposite.get("score"),
+                        opposite.get("score") is not None and opposite["score"] < threshold, True)
+    return NameInfo(f"−{entry['name']}", None, False, True)
+
+
 def find_latents(dictionary, names: Union[str, Sequence[str]]) -> list[int]:
     """Latent indices whose name (or `latent i` label) equals one of `names`; ValueError naming unknown ones."""
     names = [names] if isinstance(names, str) else list(names)
@@ -230,4 +304,5 @@ def find_latents(dictionary, names: Union[str, Sequence[str]]) -> list[int]:
 
 
 __all__ = ["name_concepts", "embed_vocabulary", "codes_can_be_negative", "concept_similarities", "concept_name",
-           "concept_sign", "find_latents", "resolve_backbone", "NAMES_FORMAT"]
+           "concept_sign", "find_latents", "name_confidence_threshold", "name_info", "resolve_backbone", "NameInfo",
+           "NAMES_FORMAT", "WEAK_SCORE"]
