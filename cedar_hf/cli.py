@@ -19,6 +19,7 @@ COMMANDS = (
     "push",
     "analyze",
     "explore",
+    "score",
 )
 
 app = typer.Typer(

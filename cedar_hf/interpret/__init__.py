@@ -15,13 +15,18 @@ from .captions import (
 )
 from .examples import format_top_examples, plot_top_examples, top_activating
 from .explanations import Explanation, explain
-from .naming import concept_name, embed_vocabulary, find_latents, name_concepts
+from .naming import concept_name, embed_vocabulary, find_latents, name_concepts, name_info
+from .quality import QualityReport, concept_quality
 from .search import ConceptIndex
-from .vocabulary import load_demo_texts, load_vocabulary, resource_path
+from .vocabulary import load_blocklist, load_demo_texts, load_vocabulary, resource_path
 
 __all__ = [
     "CaptionReport",
     "ConceptIndex",
+    "QualityReport",
+    "concept_quality",
+    "load_blocklist",
+    "name_info",
     "Explanation",
     "SteeredDictionary",
     "caption_report",

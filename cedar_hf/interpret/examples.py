@@ -112,6 +112,14 @@ def _load_image(entry: dict, dataset, image_root: Optional[Path]):
     return None
 
 
+def load_row_image(row: int, dataset, image_root: Optional[Path] = None):
+    """The RGB image of a dataset row (its `image` column, or its `id` as a path, relative to `image_root`), or
+    None when it has none."""
+    columns = getattr(dataset, "column_names", []) or []
+    record = dataset[int(row)] if "id" in columns else {}
+    return _load_image({"row": int(row), "id": record.get("id")}, dataset, image_root)
+
+
 def plot_top_examples(
     top: dict[int, list[dict]],
     data: Any,
@@ -156,4 +164,4 @@ def plot_top_examples(
     return path
 
 
-__all__ = ["format_top_examples", "heading", "plot_top_examples", "top_activating"]
+__all__ = ["format_top_examples", "heading", "load_row_image", "plot_top_examples", "top_activating"]
