@@ -22,6 +22,7 @@ from .configuration_sae import (
     SAEConfig,
     TopKSAEConfig,
 )
+from .configuration_splice import SpliceConfig
 from .configuration_wrapped import CedarBlipConfig, CedarClipConfig
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel
 from .modeling_baselines import NoRotation, SemiNMF
@@ -32,6 +33,7 @@ from .modeling_sae_jumprelu import JumpReLUSAE
 from .modeling_sae_matryoshka import MatryoshkaSAE
 from .modeling_sae_relu import ReLUSAE
 from .modeling_sae_topk import TopKSAE
+from .modeling_splice import SpliceModel
 from .modeling_wrapped import (
     CedarBlipForConditionalGeneration,
     CedarClipModel,
@@ -49,6 +51,7 @@ register_dictionary(JumpReLUSAEConfig, JumpReLUSAE)
 register_dictionary(MatryoshkaSAEConfig, MatryoshkaSAE)
 register_dictionary(SemiNMFConfig, SemiNMF)
 register_dictionary(NoRotationConfig, NoRotation)
+register_dictionary(SpliceConfig, SpliceModel)
 # Wrapped models (a frozen backbone composed with a dictionary): Auto classes only, not dictionaries.
 register_wrapped_models()
 
@@ -122,6 +125,8 @@ __all__ = [
     "SemiNMF",
     "SemiNMFConfig",
     "SparseAutoencoder",
+    "SpliceConfig",
+    "SpliceModel",
     "TopKSAE",
     "TopKSAEConfig",
     "__version__",
