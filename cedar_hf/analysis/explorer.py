@@ -1,17 +1,25 @@
 """The concept explorer (the paper's VLM-Explore, §6) as a local Gradio app.
 
-A UMAP of the concept directions, coloured by modality score and sized by energy; click a point (or search by
-name, or pick a row) to see the concept's name and alternatives, its top-activating examples (texts or images),
-its strongest bridge partners and its nearest directions. Everything is computed once at startup
-(`prepare_explorer_data`); the callbacks only look things up, so they are also easy to call from tests.
+A UMAP of the concept directions, coloured by modality score and sized by energy — an interactive plotly map
+(hover for names, zoom, click to select) beside a static PNG for download; search by name or by meaning (the query
+embedded with the dictionary's backbone and compared with every concept direction); each concept shows its name
+with its match score (weak names marked), its top-activating examples split by sign, each end under its own
+name, its bridges and its nearest directions. Each concept has a shareable URL (`?concept=12`).
+
+Bridges: for a general dictionary the partners are Eq. 6's bridge matrix (`E[z_a z_bᵀ] ⊙ cos`); for an
+orthogonal one (CEDAR) that matrix is diagonal by construction, so the page shows the same-axis bridge
+`E[z_a,i z_b,i]` and co-activation partners instead, and says which definition is shown (see `bridge.py`).
+Everything is computed once at startup (`prepare_explorer_data`, cached on disk); the callbacks only look things
+up, so they are also easy to call from tests.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .explorer_data import ExplorerData, prepare_explorer_data
@@ -21,14 +29,17 @@ CSS = """
 #concept-map img {cursor: crosshair}
 .concept-card h2 {margin-bottom: 0.2em}
 footer {display: none !important}
+.cedar-hidden {display: none !important}
 """
 
 
 class ConceptExplorer:
     """Lookups behind the app: `search`, `show`, `nearest`, `render_map`; `build()` makes the `gr.Blocks`."""
 
-    def __init__(self, data: ExplorerData):
+    def __init__(self, data: ExplorerData, embed_query: Optional[Callable[[str], np.ndarray]] = None):
+        """`embed_query(text) -> (d,)` enables search by meaning (the dictionary's backbone's text embedding)."""
         self.data = data
+        self.embed_query = embed_query
         self._base_map, self._pixels = self._draw_base_map()
 
     # ---- the map ----------------------------------------------------------------------------------------------
@@ -114,15 +125,37 @@ class ConceptExplorer:
             f"mostly {a}" if score > 0.5 else f"mostly {b}")
         return f"{score:.2f} ({side})"
 
-    def _row(self, i: int, value: float) -> list:
+    def display_name(self, i: int) -> str:
+        """The concept's name, with `?` when weak."""
+        d = self.data
+        weak = d.weak is not None and bool(d.weak[i])
+        return d.labels[i] + ("?" if weak else "")
+
+    def _row(self, i: int, value: float, match: str = "") -> list:
         """A table row `[concept, name, value]` plus the modality when the data has modalities."""
         modality = [self._modality_text(i)] if self.data.scores is not None else []
-        return [i, self.data.labels[i], float(f"{value:.4g}")] + modality
+        return [i, self.display_name(i), float(f"{value:.4g}")] + modality
+
+    def search_meaning(self, query: str, limit: int = 20) -> list[tuple[int, float]]:
+        """Concepts whose (oriented) direction is closest to the query's embedding relative to the dictionary's
+        centre: `cos(embed(query) − decode(0), direction_i)`, best first. [] without an embedder."""
+        d = self.data
+        if self.embed_query is None or d.directions is None or not query.strip():
+            return []
+        q = np.asarray(self.embed_query(query), dtype=np.float64).reshape(-1)
+        if q.shape[0] != d.directions.shape[1]:
+            raise ValueError(f"the query embedding is {q.shape[0]}-d but the concepts are {d.directions.shape[1]}-d: "
+                             "embed queries with the dictionary's backbone")
+        q = q - (d.origin if d.origin is not None else 0.0)
+        cos = d.directions @ q / max(np.linalg.norm(q), 1e-12)
+        order = np.argsort(-cos, kind="stable")[:limit]
+        return [(int(i), float(cos[i])) for i in order]
 
     def search(self, query: str = "", limit: int = 50) -> list[list]:
-        """Concepts whose name (exact names first) or else alternatives contain `query`, each group by energy; or
-        the concept numbered `query`; or (empty query) all concepts by energy.
-        Rows: `[concept, name, energy, modality]` (no modality column when the data has no modalities)."""
+        """Concepts whose name (exact names first) or else alternatives contain `query`, each group by energy, then
+        (with an embedder) the concepts nearest to the query's meaning; or the concept numbered `query`; or (empty
+        query) all concepts by energy. Rows: `[concept, name, energy, modality, match]` (no modality column when
+        the data has no modalities; match = "name", "alternative" or "meaning 0.42")."""
         d = self.data
         query = (query or "").strip().lower().lstrip("#")
         if not query:
@@ -134,31 +167,54 @@ class ConceptExplorer:
             by_alternative = [i for i in range(d.n_latents) if query not in d.labels[i].lower()
                               and any(query in name.lower() for name, _ in d.alternatives[i])]
             by_name.sort(key=lambda i: (d.labels[i].lower() != query, -d.energy[i]))  # exact name first
-            return [self._row(i, d.energy[i]) for i in
-                    (by_name + sorted(by_alternative, key=lambda i: -d.energy[i]))[:limit]]
+            rows = [self._row(i, d.energy[i]) + ["name"] for i in by_name]
+            rows += [self._row(i, d.energy[i]) + ["alternative"] for i in sorted(by_alternative,
+                                                                                key=lambda i: -d.energy[i])]
+            seen = {row[0] for row in rows}
+            rows += [self._row(i, d.energy[i]) + [f"meaning {cos:.2f}"]
+                     for i, cos in self.search_meaning(query, limit) if i not in seen]
+            return rows[:limit]
         hits.sort(key=lambda i: -d.energy[i])
-        return [self._row(i, d.energy[i]) for i in hits[:limit]]
+        return [self._row(i, d.energy[i]) + [""] for i in hits[:limit]]
 
     def card(self, i: int) -> str:
         """Markdown: name, number, energy and its rank, modality score, alternatives."""
         d = self.data
-        lines = [f"## #{i} · {d.labels[i]}",
-                 f"**energy** {d.energy[i]:.4g} (rank {d.energy_rank[i]} of {d.n_latents})"]
+        lines = [f"## #{i} · {self.display_name(i)}"]
+        if d.name_scores is not None and np.isfinite(d.name_scores[i]):
+            weak = d.weak is not None and bool(d.weak[i])
+            lines.append(f"**name match** {d.name_scores[i]:.2f}" + (
+                " — **weak name**: below the 0.3 threshold, the word may not describe this concept" if weak else ""))
+        if self._has_other_end(i):
+            lines.append(f"**other end of the axis:** {d.other_labels[i]}")
+        lines.append(f"**energy** {d.energy[i]:.4g} (rank {d.energy_rank[i]} of {d.n_latents})")
         if d.scores is not None:
             lines[-1] += f" · **modality score** {self._modality_text(i)}"
+        if d.self_bridge is not None:
+            lines[-1] += f" · **same-axis bridge** {d.self_bridge[i]:.3g}"
         if d.alternatives[i]:
             lines.append("**alternatives:** " + ", ".join(f"{name} ({score:.2f})" for name, score in d.alternatives[i]))
         return "\n\n".join(lines)
 
+    def _has_other_end(self, i: int) -> bool:
+        d = self.data
+        return bool(d.other_rows) and len(d.other_rows[i]) > 0
+
     def examples(self, i: int) -> list[list]:
-        """Top-activating rows: `[activation, modality, example]` (modality omitted without a modality column)."""
+        """Top-activating rows of each end: `[end, value, modality, example]` — the named end's rows (oriented value
+        > 0) under its name, then the other end's (value < 0) under that end's name; modality omitted without a
+        modality column."""
         d = self.data
         rows = []
-        for row, value in zip(d.top_rows[i], d.top_values[i]):
-            entry = [float(f"{value:.4g}")]
-            if d.row_modality is not None:
-                entry.append(d.row_modality[row])
-            rows.append(entry + [d.row_text[row]])
+        ends = [(self.display_name(i), d.top_rows[i], d.top_values[i])]
+        if d.other_rows:
+            ends.append((d.other_labels[i], d.other_rows[i], d.other_values[i]))
+        for end, end_rows, end_values in ends:
+            for row, value in zip(end_rows, end_values):
+                entry = [end, float(f"{value:.4g}")]
+                if d.row_modality is not None:
+                    entry.append(d.row_modality[row])
+                rows.append(entry + [d.row_text[row]])
         return rows
 
     def gallery(self, i: int) -> list:
@@ -178,12 +234,28 @@ class ConceptExplorer:
             pairs = zip(d.neighbors[i], d.neighbor_cos[i])
         return [self._row(int(j), s) for j, s in pairs]
 
+    def partner_title(self) -> str:
+        d = self.data
+        if d.partners is None:
+            return "Nearest concept directions (no aligned pairs)"
+        if d.bridge_definition == "co-activation":
+            return ("Co-activation partners across aligned pairs: E[z_a,i z_b,j] (orthogonal dictionary: Eq. 6's "
+                    "cosine factor is 0 off the diagonal, so the same-axis bridge E[z_a,i z_b,i] is on the card)")
+        return "Strongest bridge partners: E[z_a z_bᵀ] ⊙ cos(atoms) (Eq. 6)"
+
     def show(self, concept) -> tuple:
         """Everything the page shows for one concept: `(card, examples, gallery, partners, map, concept)`."""
         i = int(concept)
         if not 0 <= i < self.data.n_latents:
             raise ValueError(f"concept={i} must be in [0, {self.data.n_latents})")
         return self.card(i), self.examples(i), self.gallery(i), self.partner_rows(i), self.render_map(i), i
+
+    def map_figure(self, concept: Optional[int] = None):
+        """The interactive map: a plotly scatter (hover: name, match score, energy, modality; zoom and pan), with
+        `concept` ringed and lines to its partners. Points carry their concept number as `customdata`."""
+        from ._explorer_app import map_figure
+
+        return map_figure(self, concept)
 
     def initial_concept(self) -> int:
         return int(np.argmax(self.data.energy))
@@ -197,11 +269,25 @@ class ConceptExplorer:
         return build_blocks(self)
 
 
-def build_explorer(model, data, pairs=None, modalities=None, progress: bool = True, **kwargs):
+def query_embedder(backbone) -> Optional[Callable[[str], np.ndarray]]:
+    """`text -> (d,)` from an object with `embed_texts` (a cedar-hf Backbone), or None."""
+    if backbone is None or not callable(getattr(backbone, "embed_texts", None)):
+        return None
+
+    def embed(text: str) -> np.ndarray:
+        vector = torch.as_tensor(backbone.embed_texts([text])[0])
+        return vector.detach().double().cpu().numpy()
+
+    return embed
+
+
+def build_explorer(model, data, pairs=None, modalities=None, progress: bool = True, backbone=None, **kwargs):
     """Precompute the views of `model` over `data` and build the Gradio app (`gr.Blocks`; the lookups are its
-    `.explorer` attribute). Keyword arguments go to `prepare_explorer_data` (examples, partners, umap_neighbors)."""
+    `.explorer` attribute). `backbone` (an object with `embed_texts`, the dictionary's text encoder) enables
+    search by meaning. Keyword arguments go to `prepare_explorer_data` (examples, partners, umap_neighbors,
+    cache_dir)."""
     explorer = ConceptExplorer(prepare_explorer_data(model, data, pairs=pairs, modalities=modalities,
-                                                     progress=progress, **kwargs))
+                                                     progress=progress, **kwargs), embed_query=query_embedder(backbone))
     app = explorer.build()
     app.explorer = explorer
     return app
@@ -209,8 +295,8 @@ def build_explorer(model, data, pairs=None, modalities=None, progress: bool = Tr
 
 def launch_explorer(app, host: str = "127.0.0.1", port: Optional[int] = None, **kwargs):
     """Serve the app locally: no share link, no analytics, system fonts only (nothing is fetched online)."""
-    from ._explorer_app import theme
+    from ._explorer_app import PAGE_JS, theme
 
     kwargs.setdefault("prevent_thread_lock", False)
-    return app.launch(server_name=host, server_port=port, share=False, theme=theme(), css=CSS, ssr_mode=False,
-                      show_error=True, **kwargs)
+    return app.launch(server_name=host, server_port=port, share=False, theme=theme(), css=CSS, js=PAGE_JS,
+                      ssr_mode=False, show_error=True, **kwargs)
