@@ -337,3 +337,15 @@ def test_url_selects_a_concept_and_the_map_is_interactive(app):
     points = figure.data[0]
     assert list(points.customdata) == list(range(48)) and "#5 horse" in points.text[5]
     assert "match 0.90" in points.text[5] and len(figure.data) >= 3  # partner lines and the ring
+
+
+def test_meaning_search_loads_the_dictionarys_backbone_lazily_and_survives_a_missing_one():
+    from cedar_hf.analysis.explorer import query_embedder
+
+    model = _named_model()
+    assert query_embedder("config", model) is None  # no config.backbone: names only
+    model.config.backbone = "/nonexistent/backbone"
+    embed = query_embedder("config", model)  # nothing loaded yet: startup stays fast
+    explorer = ConceptExplorer(prepare_explorer_data(model, _dataset(), progress=False, cache_dir=False), embed)
+    assert explorer.search("horse")[0][:2] == [5, "horse"]  # the failed load switches meaning search off
+    assert explorer.embed_query is None

@@ -6,6 +6,7 @@ Never `playwright install`: the browser is /usr/bin/chromium (scripts/test.sh in
 import os
 import shutil
 import socket
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from datasets import Dataset
 from builders import build_model
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("CEDAR_HF_CACHE", tempfile.mkdtemp(prefix="cedar-hf-test-cache-"))
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -88,7 +90,12 @@ def test_page_loads_plot_shows_and_selection_shows_examples(served, page, tmp_pa
     # the page loads with the most energetic concept selected
     top = explorer.initial_concept()
     _wait_card(page, f"#{top} ")
-    # the plot shows: the map image has loaded with real pixels
+    # the interactive map is there (plotly), one point per concept
+    page.wait_for_selector("#concept-plot .js-plotly-plot .scatterlayer .point", timeout=30000)
+    assert page.locator("#concept-plot .js-plotly-plot .scatterlayer .trace").first.locator(".point").count() == \
+        explorer.data.n_latents
+    # the static map (PNG) is one tab away
+    page.get_by_role("tab", name="Static map (PNG)").click()
     image = page.wait_for_selector("#concept-map img", timeout=30000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image, timeout=30000)
     assert image.evaluate("img => img.naturalWidth") == explorer.render_map().shape[1]
@@ -111,4 +118,39 @@ def test_page_loads_plot_shows_and_selection_shows_examples(served, page, tmp_pa
     _wait_card(page, f"#{target} ")
     row = int(explorer.data.top_rows[target][0])
     _wait_text(page, "#concept-examples", f"sentence number {row}")
+    # every selection is in the URL: a shareable link
+    page.wait_for_function(f"() => window.location.search.includes('concept={target}')", timeout=30000)
     page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+
+
+def _plot_point(page, concept: int) -> tuple[float, float]:
+    """Page coordinates of a concept's point on the plotly map (plotly's own axis transforms)."""
+    return page.evaluate("""(i) => {
+        const gd = document.querySelector('#concept-plot .js-plotly-plot');
+        const point = gd.calcdata[0][i], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.querySelector('.main-svg').getBoundingClientRect();
+        return [box.left + xa._offset + xa.c2p(point.x), box.top + ya._offset + ya.c2p(point.y)];
+    }""", concept)
+
+
+def test_interactive_map_hover_click_and_shareable_url(served, page, tmp_path):
+    explorer, url = served
+    # a shared link opens on its concept
+    page.goto(url + "?concept=5", timeout=60000)
+    _wait_card(page, "#5 · horse")
+    page.wait_for_selector("#concept-plot .js-plotly-plot .scatterlayer .point", timeout=30000)
+    target = next(i for i in np.argsort(-explorer.data.energy) if i != 5)
+    x, y = _plot_point(page, int(target))
+    # hovering a point shows its name (plotly's hover label)
+    page.mouse.move(x, y)
+    page.wait_for_selector(".hoverlayer .hovertext", timeout=15000)
+    assert f"#{target} " in page.locator(".hoverlayer").text_content()
+    # clicking it selects that concept: card, examples and URL follow
+    page.mouse.click(x, y)
+    _wait_card(page, f"#{target} ")
+    _wait_text(page, "#concept-examples", f"sentence number {int(explorer.data.top_rows[target][0])}")
+    page.wait_for_function(f"() => window.location.search.includes('concept={target}')", timeout=30000)
+    page.screenshot(path=str(tmp_path / "explorer-plotly.png"), full_page=True)
+    shots = os.environ.get("CEDAR_HF_SCREENSHOTS")
+    if shots:  # for a person to look at
+        page.screenshot(path=os.path.join(shots, "explorer-plotly.png"), full_page=True)

@@ -60,25 +60,27 @@ def map_figure(explorer, concept=None):
         modality = f"<br>modality {explorer._modality_text(i)}" if d.scores is not None else ""
         hover.append(f"#{i} {explorer.display_name(i)}{score}<br>energy {d.energy[i]:.3g}{modality}")
     color = np.nan_to_num(d.scores, nan=0.5) if d.scores is not None else np.log10(np.maximum(d.energy, 1e-12))
-    colorbar = (f"modality score (1 = {d.modality_names[0]})" if d.scores is not None else "log10 energy")
-    fig = go.Figure(go.Scattergl(
+    # a colour key in the title: plotly's SVG colour bar renders blank under Gradio's page (gradient url())
+    key = (f"red = {d.modality_names[0]}, blue = {d.modality_names[1]}" if d.scores is not None
+           else "colour = log10 energy")
+    fig = go.Figure(go.Scatter(
         x=d.layout[:, 0], y=d.layout[:, 1], mode="markers", customdata=np.arange(d.n_latents), text=hover,
         hovertemplate="%{text}<extra></extra>",
         marker=dict(size=sizes, color=color, colorscale="RdBu_r" if d.scores is not None else "Viridis",
                     cmin=0 if d.scores is not None else None, cmax=1 if d.scores is not None else None,
-                    line=dict(width=0.5, color="#333"), opacity=0.8, colorbar=dict(title=colorbar))))
+                    line=dict(width=0.5, color="#333"), opacity=0.8, showscale=False)))
     if concept is not None:
         x0, y0 = d.layout[concept]
         for j in explorer.related(concept):
-            fig.add_trace(go.Scattergl(x=[x0, d.layout[j, 0]], y=[y0, d.layout[j, 1]], mode="lines",
+            fig.add_trace(go.Scatter(x=[x0, d.layout[j, 0]], y=[y0, d.layout[j, 1]], mode="lines",
                                        line=dict(color="#ff7f0e", width=2), hoverinfo="skip", showlegend=False))
-        fig.add_trace(go.Scattergl(x=[x0], y=[y0], mode="markers+text", text=[f"#{concept} "
+        fig.add_trace(go.Scatter(x=[x0], y=[y0], mode="markers+text", text=[f"#{concept} "
                       f"{explorer.display_name(concept)}"], textposition="top right", hoverinfo="skip",
                       marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=3, color="black")),
                       showlegend=False))
     fig.update_layout(showlegend=False, margin=dict(l=10, r=10, t=30, b=10), height=560, dragmode="zoom",
-                      title=dict(text=f"{d.n_latents} concepts of {d.title}: hover for names, drag to zoom, "
-                                 "click to select", font=dict(size=12)),
+                      title=dict(text=f"{d.n_latents} concepts of {d.title} ({key}; size = energy): hover for "
+                                 "names, drag to zoom, click to select", font=dict(size=12)),
                       xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white")
     return fig
 
@@ -130,7 +132,6 @@ def build_blocks(explorer):
     with gr.Blocks(title="cedar-hf explorer", analytics_enabled=False) as app:
         gr.Markdown("# cedar-hf concept explorer")
         gr.Markdown(_summary(explorer))
-        selected = gr.State(explorer.initial_concept())
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 with gr.Tab("Interactive map"):
@@ -160,6 +161,9 @@ def build_blocks(explorer):
         with gr.Row(elem_classes=["cedar-hidden"]):
             picked = gr.Textbox(elem_id="concept-picked", show_label=False, container=False)
             pick = gr.Button("select", elem_id="concept-pick-button")
+            # the concept shown, kept in the page (not a server-side State) so its change can update the URL
+            selected = gr.Number(value=explorer.initial_concept(), precision=0, elem_id="concept-selected",
+                                 show_label=False, container=False)
 
         outputs = [card, examples, gallery, partners, concept_map, selected, plot]
 

@@ -15,6 +15,7 @@ up, so they are also easy to call from tests.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Callable, Optional
 
@@ -22,8 +23,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..backbones import load_backbone
 from .explorer_data import ExplorerData, prepare_explorer_data
 
+logger = logging.getLogger(__name__)
 MAP_SIZE = (9.0, 6.4)  # inches at 100 dpi -> a 900 × 640 px map
 CSS = """
 #concept-map img {cursor: crosshair}
@@ -171,8 +174,12 @@ class ConceptExplorer:
             rows += [self._row(i, d.energy[i]) + ["alternative"] for i in sorted(by_alternative,
                                                                                 key=lambda i: -d.energy[i])]
             seen = {row[0] for row in rows}
-            rows += [self._row(i, d.energy[i]) + [f"meaning {cos:.2f}"]
-                     for i, cos in self.search_meaning(query, limit) if i not in seen]
+            try:
+                meaning = self.search_meaning(query, limit)
+            except (OSError, ValueError, RuntimeError) as err:  # e.g. the backbone cannot be loaded offline
+                logger.warning("search by meaning is off: %s", err)
+                self.embed_query, meaning = None, []
+            rows += [self._row(i, d.energy[i]) + [f"meaning {cos:.2f}"] for i, cos in meaning if i not in seen]
             return rows[:limit]
         hits.sort(key=lambda i: -d.energy[i])
         return [self._row(i, d.energy[i]) + [""] for i in hits[:limit]]
@@ -269,25 +276,34 @@ class ConceptExplorer:
         return build_blocks(self)
 
 
-def query_embedder(backbone) -> Optional[Callable[[str], np.ndarray]]:
-    """`text -> (d,)` from an object with `embed_texts` (a cedar-hf Backbone), or None."""
-    if backbone is None or not callable(getattr(backbone, "embed_texts", None)):
+def query_embedder(backbone, model=None) -> Optional[Callable[[str], np.ndarray]]:
+    """`text -> (d,)`: from an object with `embed_texts` (a cedar-hf Backbone); from a name/path for
+    `load_backbone`; or, for `"config"`, from the model's `config.backbone`. A name is loaded on the first query
+    (startup stays fast). None when there is nothing to embed with."""
+    if backbone == "config":
+        backbone = getattr(getattr(model, "config", None), "backbone", None)
+    if backbone is None:
         return None
+    if not isinstance(backbone, str) and not callable(getattr(backbone, "embed_texts", None)):
+        raise ValueError(f"backbone {backbone!r} has no embed_texts(texts) method")
+    loaded = {"backbone": None if isinstance(backbone, str) else backbone}
 
     def embed(text: str) -> np.ndarray:
-        vector = torch.as_tensor(backbone.embed_texts([text])[0])
+        if loaded["backbone"] is None:
+            loaded["backbone"] = load_backbone(backbone)
+        vector = torch.as_tensor(loaded["backbone"].embed_texts([text])[0])
         return vector.detach().double().cpu().numpy()
 
     return embed
 
 
-def build_explorer(model, data, pairs=None, modalities=None, progress: bool = True, backbone=None, **kwargs):
+def build_explorer(model, data, pairs=None, modalities=None, progress: bool = True, backbone="config", **kwargs):
     """Precompute the views of `model` over `data` and build the Gradio app (`gr.Blocks`; the lookups are its
-    `.explorer` attribute). `backbone` (an object with `embed_texts`, the dictionary's text encoder) enables
-    search by meaning. Keyword arguments go to `prepare_explorer_data` (examples, partners, umap_neighbors,
+    `.explorer` attribute). `backbone` enables search by meaning: the dictionary's own `config.backbone`
+    ("config", the default; loaded on the first query), a `Backbone`, a name for `load_backbone`, or None. Keyword arguments go to `prepare_explorer_data` (examples, partners, umap_neighbors,
     cache_dir)."""
     explorer = ConceptExplorer(prepare_explorer_data(model, data, pairs=pairs, modalities=modalities,
-                                                     progress=progress, **kwargs), embed_query=query_embedder(backbone))
+                                                     progress=progress, **kwargs), embed_query=query_embedder(backbone, model))
     app = explorer.build()
     app.explorer = explorer
     return app
