@@ -138,3 +138,42 @@ def test_score_command_writes_the_report(tmp_path):
     assert "-h" in runner.invoke(app, ["score", "-h"]).output
     bad = runner.invoke(app, ["score", "-m", str(tmp_path / "dict"), "-d", str(tmp_path / "nope")])
     assert bad.exit_code != 0 and "nope" in bad.output
+
+
+@pytest.mark.slow
+def test_caption_agreement_on_a_tiny_blip_uses_sparse_captions_of_the_top_images(tmp_path):
+    """The real route: each concept's top images captioned from their sparse visual tokens (a tiny BLIP that reads
+    its tokens), scored against the concept's name, exactly as a direct `sparse_captions` call gives."""
+    from PIL import Image
+
+    import cedar_hf
+    from cedar_hf.interpret.captions import sparse_captions
+    from cedar_hf.interpret.quality import sparse_caption_fn
+    from tiny_backbones import build_tiny_blip
+
+    backbone = cedar_hf.load_backbone(build_tiny_blip(tmp_path / "blip"))
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(12)]
+    tokens = backbone.embed_images(images, sites=("vision_tokens",))["vision_tokens"]  # (12, 17, 32)
+    ds = datasets.Dataset.from_dict({"embedding": tokens.numpy().tolist(), "image": images})
+    dictionary = build_model("cedar", d_in=32, k=8, init_std=0.1, embedding_site="vision_tokens")
+    dictionary.set_mean(tokens.reshape(-1, 32).mean(0))
+    captions = sparse_caption_fn(dictionary, backbone, ds, k=8, max_new_tokens=8)
+    direct = sparse_captions(backbone, dictionary, [images[3], images[7]], k=8, max_new_tokens=8)
+    assert captions([3, 7]) == direct
+    # name every latent by the first content word of one image's sparse caption: some concepts then agree
+    words = sorted({w for c in captions(list(range(12))) for w in content_words(c)})
+    assert words, "the tiny BLIP produced no content words"
+    dictionary.concept_names = {"names": [{"latent": i, "name": words[i % len(words)], "score": 0.5, "sign": 1,
+                                           "alternatives": []} for i in range(32)]}
+    report = concept_quality(dictionary, ds, backbone, label_column=None, n=3, n_random=5, captions=captions,
+                             progress=False)
+    assert set(report.summary) == {"caption_agreement"}  # no fidelity for visual tokens, no labels
+    for concept in report.per_concept:
+        if concept["caption_agreement"] is not None:
+            expected = caption_agreement([concept["name"]], [captions(concept["examples"])])[0]
+            assert concept["caption_agreement"] == pytest.approx(expected)
+    assert report.summary["caption_agreement"]["scored"] >= 1
+    missing = sparse_caption_fn(dictionary, backbone, ds.remove_columns("image"), k=8)
+    with pytest.raises(ValueError, match="row 0 of the dataset has no image"):
+        missing([0])

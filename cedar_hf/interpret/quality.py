@@ -18,7 +18,8 @@ A concept with fewer than `n` such rows is not scored (NaN, counted as `unscored
 
        fidelity_i = |top-n candidates by cosine ∩ R_i| / n
 
-   1 means the name alone retrieves exactly the concept's examples; chance is `n / (n + n_random)`.
+   1 means the name alone retrieves exactly the concept's examples; chance is `n / (n + n_random)`. Not defined
+   for token datasets (BLIP's visual tokens have no text embedding in their space): skipped there.
 
 3. **Caption agreement** (BLIP/CoCa: captions generated from the sparse visual tokens, `sparse_captions`). With
    `C_i` the sparse captions of R_i and `C_rand` those of `n` random rows,
@@ -305,7 +306,8 @@ def concept_quality(
         codes / name_embeddings: precomputed sparse codes `(N, n_latents)` and name embeddings `(n_latents, d)`.
     """
     x = embedding_matrix(data, flatten_tokens=False)
-    x = x.mean(1) if x.dim() == 3 else x  # token rows: the mean token, like their codes
+    tokens = x.dim() == 3  # visual tokens (BLIP): no text embedding lives in their space, so no name fidelity
+    x = x.mean(1) if tokens else x  # token rows: the mean token, like their codes
     if x.shape[0] < n + n_random:
         raise ValueError(f"the dataset has {x.shape[0]} rows; n={n} plus n_random={n_random} are needed")
     codes = compute_codes(dictionary, data, k=k, progress=progress) if codes is None else sp.csr_matrix(codes)
@@ -321,8 +323,8 @@ def concept_quality(
         if len(labels) != x.shape[0]:
             raise ValueError(f"label column {label_column!r} has {len(labels)} values for {x.shape[0]} rows")
         scores["purity"], chances["purity"] = label_purity(top, labels), purity_chance(labels, n, seed=seed)
-    if any(names) and (name_embeddings is not None or backbone is not None
-                       or getattr(dictionary.config, "backbone", None)):
+    if any(names) and not tokens and (name_embeddings is not None or backbone is not None
+                                      or getattr(dictionary.config, "backbone", None)):
         if name_embeddings is None:
             name_embeddings = embed_names(resolve_backbone(backbone, dictionary), dictionary, names)
         scores["fidelity"] = name_fidelity(top, x, name_embeddings, n_random=n_random, seed=seed)
