@@ -144,6 +144,16 @@ def test_card_metadata_passes_hub_card_parsing(model_folder):
     assert energies == sorted(energies, reverse=True) and all(r[2] == f"concept{r[1]}" for r in rows)
 
 
+def test_card_marks_weak_names():
+    model = named_model()
+    for entry in model.concept_names["names"][:3]:
+        entry.update(score=0.12, weak=True)
+    card = str(hub.render_model_card(model, "user/cedar-clip"))
+    weak = re.findall(r"^\| \d+ \| (\d+) \| concept\d+ \*\(weak\)\* \|", card, flags=re.M)
+    assert sorted(int(latent) for latent in weak) == [0, 1, 2]  # only the three below the threshold
+    assert "concept3 |" in card
+
+
 def test_card_says_what_is_missing(tmp_path):
     model = build_model("topk_sae", d_in=16)  # no backbone, no names, no metrics, no dataset
     text = str(hub.render_model_card(model))

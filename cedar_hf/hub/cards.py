@@ -111,7 +111,10 @@ def _top_concepts(model, embeddings, top_n: int, progress: bool) -> tuple[list[d
     rows = []
     for rank, latent in enumerate(order, 1):
         entry = names.get(latent, {})
-        rows.append({"rank": rank, "latent": latent, "name": entry.get("name", f"latent {latent}"),
+        name = entry.get("name", f"latent {latent}")
+        if entry.get("weak"):  # below the naming's confidence threshold: shown as a hint, never as the meaning
+            name = f"{name} *(weak)*"
+        rows.append({"rank": rank, "latent": latent, "name": name,
                      "energy": MISSING if energy is None else f"{energy[latent]:.4g}",
                      "score": _fmt(entry.get("score"))})
     return rows, summary
