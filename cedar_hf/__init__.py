@@ -72,6 +72,7 @@ _LAZY = {
     # interpretation and Hub
     "name_concepts": "cedar_hf.interpret",
     "explain": "cedar_hf.interpret",
+    "attribute_similarity": "cedar_hf.interpret",
     "load_vocabulary": "cedar_hf.interpret",
     "push_dictionary_to_hub": "cedar_hf.hub",
     "push_embeddings_to_hub": "cedar_hf.hub",

@@ -20,6 +20,7 @@ COMMANDS = (
     "analyze",
     "explore",
     "score",
+    "attribute",
 )
 
 app = typer.Typer(

@@ -5,6 +5,7 @@ steering, concept search.
     print(cedar_hf.explain(dictionary, "a dog on the beach", backbone=backbone, k=10))
 """
 
+from .attribution import SimilarityAttribution, attribute_similarity
 from .captions import (
     CaptionReport,
     SteeredDictionary,
@@ -21,6 +22,8 @@ from .search import ConceptIndex
 from .vocabulary import load_blocklist, load_demo_texts, load_vocabulary, resource_path
 
 __all__ = [
+    "SimilarityAttribution",
+    "attribute_similarity",
     "CaptionReport",
     "ConceptIndex",
     "QualityReport",
