@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from tiny_backbones import (build_tiny_blip, build_tiny_clip, build_tiny_coca, build_tiny_siglip,
-                            build_tiny_text_encoder, build_tiny_vision_encoder_decoder, make_images)
+from tiny_backbones import (build_tiny_aimv2, build_tiny_blip, build_tiny_clip, build_tiny_coca, build_tiny_siglip,
+                            build_tiny_siglip2, build_tiny_text_encoder, build_tiny_vision_encoder_decoder,
+                            make_images)
 
 import cedar_hf
 from cedar_hf.backbones.base import resolve_device_dtype
@@ -26,6 +27,8 @@ def assert_frozen(backbone):
     [
         (build_tiny_clip, "ClipBackbone", {"image_embeds": 16, "text_embeds": 16, "vision_tokens": 32}),
         (build_tiny_siglip, "ClipBackbone", {"image_embeds": 32, "text_embeds": 32, "vision_tokens": 32}),
+        (build_tiny_siglip2, "ClipBackbone", {"image_embeds": 32, "text_embeds": 32}),
+        (build_tiny_aimv2, "ClipBackbone", {"image_embeds": 16, "text_embeds": 16, "vision_tokens": 32}),
         (build_tiny_blip, "BlipBackbone", {"image_embeds": 32, "vision_tokens": 32}),
         (build_tiny_vision_encoder_decoder, "VisionEncoderDecoderBackbone", {"image_embeds": 32, "vision_tokens": 32}),
         (build_tiny_coca, "OpenClipBackbone", {"image_embeds": 32, "text_embeds": 32, "vision_tokens": 32}),
@@ -152,3 +155,45 @@ def test_caption_is_the_models_own_generate_and_follows_sparse_tokens(tmp_path, 
         assert backbone.caption(images, max_new_tokens=6, num_beams=2) == captions
     with cedar_hf.sparse_tokens(backbone, cedar, k=1):
         assert backbone.caption(images, max_new_tokens=6, num_beams=2) != captions
+
+
+@pytest.mark.parametrize("builder", [build_tiny_siglip2, build_tiny_aimv2])
+def test_siglip2_and_aimv2_vectors_equal_the_model_called_directly(tmp_path, builder):
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    path = builder(tmp_path / "model")
+    backbone = cedar_hf.load_backbone(path)
+    # AIMv2: eager attention, as the backbone loads it (SDPA drops the causal mask on unpadded batches)
+    model = AutoModel.from_pretrained(path, **({"attn_implementation": "eager"} if builder is build_tiny_aimv2 else {}))
+    model = model.eval()
+    assert type(model).__name__ == {"build_tiny_siglip2": "Siglip2Model", "build_tiny_aimv2": "Aimv2Model"}[builder.__name__]
+    images = make_images(4)
+    inputs = AutoImageProcessor.from_pretrained(path)(images, return_tensors="pt")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    with torch.no_grad():
+        direct = model.get_image_features(**inputs).pooler_output
+        if builder is build_tiny_siglip2:  # SigLIP2 was trained on max-length padding without a mask
+            text_inputs = {"input_ids": tokenizer(TEXTS, padding="max_length", max_length=32, return_tensors="pt")["input_ids"]}
+        else:
+            text_inputs = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
+            text_inputs.pop("token_type_ids", None)
+        text = model.get_text_features(**text_inputs).pooler_output
+    torch.testing.assert_close(backbone.embed_images(images, batch_size=3)["image_embeds"],
+                               torch.nn.functional.normalize(direct, dim=-1))
+    torch.testing.assert_close(backbone.embed_texts(TEXTS), torch.nn.functional.normalize(text, dim=-1))
+    assert float(backbone.embed_texts(TEXTS[:1])[0] @ backbone.embed_texts(TEXTS[3:])[0]) < 0.999
+
+
+def test_siglip2_pads_each_aspect_ratio_and_masks_the_padding(tmp_path):
+    """NaFlex: a wide and a tall image get their own patch grids, padded to the same length; batching them
+    together must give the vectors each gets alone (it does only when pixel_attention_mask reaches the model)."""
+    backbone = cedar_hf.load_backbone(build_tiny_siglip2(tmp_path / "s2"))
+    wide, tall = make_images(1, size=40)[0].resize((48, 16)), make_images(1, size=40, seed=1)[0].resize((16, 40))
+    inputs = backbone.image_processor([wide, tall], return_tensors="pt")
+    assert inputs["spatial_shapes"].tolist()[0] != inputs["spatial_shapes"].tolist()[1]
+    assert not bool(inputs["pixel_attention_mask"].all())  # some positions are padding
+    together = backbone.embed_images([wide, tall], batch_size=2)["image_embeds"]
+    alone = torch.cat([backbone.embed_images([im])["image_embeds"] for im in (wide, tall)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="no site 'vision_tokens'"):
+        backbone.embed_images([wide], sites=("vision_tokens",))

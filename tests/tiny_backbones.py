@@ -5,6 +5,9 @@ returns the folder as a `str`, so `cedar_hf.load_backbone(path)` and `from_pretr
 
 - `build_tiny_clip(dir)`: `CLIPModel` (width 32, 16-d projection) + BERT word-piece tokenizer + `CLIPImageProcessor`.
 - `build_tiny_siglip(dir)`: `SiglipModel` (width 32) + the same tokenizer + `SiglipImageProcessor`.
+- `build_tiny_siglip2(dir)`: `Siglip2Model` (NaFlex patches) + a character-level `Siglip2Tokenizer` +
+  `Siglip2ImageProcessor`.
+- `build_tiny_aimv2(dir)`: `Aimv2Model` (image + text, 16-d projection) + the BERT tokenizer + `CLIPImageProcessor`.
 - `build_tiny_blip(dir)`: `BlipForConditionalGeneration` with `initializer_range=0.5` (a tiny BLIP with the
   default 0.02 ignores its visual tokens, so a captioning test on it could not fail) + `BlipProcessor`.
 - `build_tiny_vision_encoder_decoder(dir, encoder="vit"|"swin")`: `VisionEncoderDecoderModel` with a GPT-2
@@ -224,4 +227,58 @@ def make_image_folder(path: str | Path, n: int = 12, classes: tuple[str, ...] = 
         folder = path / classes[i % len(classes)] if classes else path
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / f"img_{i:03d}.png")
+    return str(path)
+
+
+def tiny_siglip2_tokenizer():
+    """A real `Siglip2Tokenizer` (Gemma-style byte-fallback BPE, lower-casing) over characters, built offline.
+
+    transformers' AutoTokenizer maps `siglip2` checkpoints to this class whatever tokenizer was saved, so the tiny
+    model gets one of its own: specials at Gemma's ids (pad 0, eos 1, bos 2, unk 3, mask 4), then `▁` and characters.
+    """
+    from transformers import Siglip2Tokenizer
+
+    chars = ["▁"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(i) for i in range(10)] + list(".,!?")
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    vocab.update({ch: 5 + i for i, ch in enumerate(chars)})
+    return Siglip2Tokenizer(vocab=vocab, merges=[])
+
+
+def build_tiny_siglip2(path: str | Path, seed: int = 0) -> str:
+    """Tiny `Siglip2Model` (width 32, NaFlex patches of 8 px, at most 16 per image) + `Siglip2Tokenizer` +
+    `Siglip2ImageProcessor` saved into `path`."""
+    from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model
+
+    torch.manual_seed(seed)
+    config = Siglip2Config(
+        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=32, pad_token_id=0, eos_token_id=1,
+                         bos_token_id=2),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           patch_size=8, num_patches=16),
+    )
+    model = Siglip2Model(config).eval()
+    model.save_pretrained(path)
+    Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(path)
+    tiny_siglip2_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+def build_tiny_aimv2(path: str | Path, projection_dim: int = 16, seed: int = 0) -> str:
+    """Tiny `Aimv2Model` (the `-lit` image + text model; width 32, 32 px, 16-d projection) + the word-piece
+    tokenizer (EOS = [SEP], where AIMv2 pools its text) + `CLIPImageProcessor` (AIMv2's) saved into `path`."""
+    from transformers import Aimv2Config, Aimv2Model, CLIPImageProcessor
+
+    torch.manual_seed(seed)
+    config = Aimv2Config(
+        text_config=dict(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=32, eos_token_id=SEP_ID),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=projection_dim,
+    )
+    model = Aimv2Model(config).eval()
+    model.save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
     return str(path)

@@ -2,7 +2,7 @@
 
 | config / identifier                              | class                          | sites                                   |
 |--------------------------------------------------|--------------------------------|-----------------------------------------|
-| `clip`, `siglip`, `siglip2` (transformers)       | `ClipBackbone`                 | image_embeds, text_embeds, vision_tokens|
+| `clip`, `siglip`, `siglip2`, `aimv2` (transformers) | `ClipBackbone`               | image_embeds, text_embeds, vision_tokens (not SigLIP2) |
 | `blip` (`BlipForConditionalGeneration`)          | `BlipBackbone`                 | image_embeds, vision_tokens             |
 | `vision-encoder-decoder` (e.g. Swin + GPT-2)     | `VisionEncoderDecoderBackbone` | image_embeds, vision_tokens             |
 | `hf-hub:…`, `local-dir:…`, open_clip folder      | `OpenClipBackbone` (CoCa/CLIP) | image_embeds, text_embeds, vision_tokens (CoCa) |
@@ -44,13 +44,13 @@ def load_backbone(name_or_path: str, device=None, dtype=None, **kwargs) -> Backb
     if name.lower() in (alias.lower() for alias in MINILM_ALIASES):
         return TextBackbone(name, device=device, dtype=dtype, **kwargs)
     model_type = _model_type(name)
-    if model_type in ("clip", "siglip", "siglip2", "metaclip_2"):
+    if model_type in ("clip", "siglip", "siglip2", "metaclip_2", "aimv2"):
         return ClipBackbone(name, device=device, dtype=dtype, **kwargs)
     if model_type == "blip":
         return BlipBackbone(name, device=device, dtype=dtype, **kwargs)
     if model_type == "vision-encoder-decoder":
         return VisionEncoderDecoderBackbone(name, device=device, dtype=dtype, **kwargs)
-    if model_type in ("blip-2", "instructblip", "llava", "clip_vision_model", "clip_text_model"):
+    if model_type in ("blip-2", "instructblip", "llava", "clip_vision_model", "clip_text_model", "aimv2_vision_model"):
         raise ValueError(f"{name} is a {model_type!r} model, which cedar-hf has no backbone for yet")
     return TextBackbone(name, device=device, dtype=dtype, **kwargs)
 

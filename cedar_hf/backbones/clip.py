@@ -1,9 +1,18 @@
-"""CLIP and SigLIP (transformers `AutoModel`): pooled image and text embeddings, and the vision tokens.
+"""CLIP, SigLIP, SigLIP2 and AIMv2 (transformers `AutoModel`): pooled image and text embeddings, vision tokens.
 
 Sites:
 - `image_embeds`: `get_image_features(...).pooler_output`, the projected image embedding `(B, projection_dim)`.
 - `text_embeds`: `get_text_features(...).pooler_output`, the projected text embedding `(B, projection_dim)`.
-- `vision_tokens`: the vision tower's `last_hidden_state` `(B, N, vision hidden size)` (CLS + patches).
+- `vision_tokens`: the vision tower's `last_hidden_state` `(B, N, vision hidden size)` (CLS + patches; AIMv2 has
+  no CLS token). Not offered for SigLIP2: its NaFlex processor turns each image into a patch sequence of its own
+  aspect ratio, padded to `max_num_patches`, so token positions mean different things from image to image.
+
+SigLIP2's processor also returns `pixel_attention_mask` and `spatial_shapes`; they are passed on to the model.
+AIMv2 (the `-lit` checkpoints, which have a text tower) pools its text at the EOS token and its image with an
+attention-pooling head, as in transformers. Its text tower is loaded with eager attention: under SDPA, transformers
+5 skips the causal mask when a batch has no padding (the attention layer itself is not causal), so the same text
+embedded alone and in a padded batch gave different vectors (seen: 0.1 max difference on a tiny model); eager
+attention with the attention mask is causal in both cases, as an EOS-pooled CLIP-style text tower is meant to be.
 
 Pooled embeddings are L2-normalised by default (`normalize=True`), as in the contrastive loss these models
 were trained with and as in the SAE literature; pass `normalize=False` for the raw projections.
@@ -14,20 +23,23 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
 from .base import Backbone, batched, format_texts, freeze, resolve_device_dtype, to_rgb
 
-CONTRASTIVE_MODEL_TYPES = ("clip", "siglip", "siglip2", "metaclip_2")
+CONTRASTIVE_MODEL_TYPES = ("clip", "siglip", "siglip2", "metaclip_2", "aimv2")
+IMAGE_INPUTS = ("pixel_values", "pixel_attention_mask", "spatial_shapes")  # what get_image_features takes
 
 
 class ClipBackbone(Backbone):
-    """A frozen CLIP-like dual encoder (`CLIPModel`, `SiglipModel`, ...) behind the `Backbone` interface."""
+    """A frozen CLIP-like dual encoder (`CLIPModel`, `SiglipModel`, `Siglip2Model`, `Aimv2Model`) behind the `Backbone` interface."""
 
     def __init__(self, name_or_path: str, device=None, dtype=None, normalize: bool = True, **model_kwargs):
         self.name_or_path = str(name_or_path)
         self.device, self.dtype = resolve_device_dtype(device, dtype)
         self.normalize = normalize
+        if AutoConfig.from_pretrained(self.name_or_path).model_type == "aimv2":
+            model_kwargs.setdefault("attn_implementation", "eager")  # always causal text attention (see above)
         self.model = freeze(AutoModel.from_pretrained(self.name_or_path, **model_kwargs), self.device, self.dtype)
         self.model_type = self.model.config.model_type
         if self.model_type not in CONTRASTIVE_MODEL_TYPES:
@@ -43,6 +55,8 @@ class ClipBackbone(Backbone):
             "text_embeds": projection_dim,
             "vision_tokens": config.vision_config.hidden_size,
         }
+        if self.model_type == "siglip2":
+            del self.site_dims["vision_tokens"]  # NaFlex: padded patch sequences of per-image shape (see above)
         self.max_text_length = getattr(config.text_config, "max_position_embeddings", 77)
 
     def _pooled(self, output) -> torch.Tensor:
@@ -74,8 +88,9 @@ class ClipBackbone(Backbone):
         out: dict[str, list[torch.Tensor]] = {site: [] for site in sites}
         for batch in batched(list(images), batch_size, desc="image embeddings"):
             inputs = self.image_processor(to_rgb(batch), return_tensors="pt")
-            pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
-            output = self.model.get_image_features(pixel_values=pixel_values)
+            inputs = {key: inputs[key].to(self.device) for key in IMAGE_INPUTS if key in inputs}
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+            output = self.model.get_image_features(**inputs)
             if "image_embeds" in sites:
                 out["image_embeds"].append(self._pooled(output).cpu())
             if "vision_tokens" in sites:
