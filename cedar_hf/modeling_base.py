@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from transformers import PreTrainedModel
+from safetensors import SafetensorError
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput, cached_file
 
+from .atomic import read_json, temp_directory
 from .configuration_base import DictionaryConfig
 from .hub.push import push_dictionary_to_hub
+from .registry import DICTIONARY_CLASSES
 
 CONCEPT_NAMES_FILE = "concept_names.json"
 
@@ -75,16 +80,44 @@ class DictionaryPreTrainedModel(PreTrainedModel):
         return [names.get(i, f"latent {i}") for i in range(self.config.n_latents)]
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.concept_names is not None:
-            with open(os.path.join(save_directory, CONCEPT_NAMES_FILE), "w") as f:
-                json.dump(self.concept_names, f, indent=1)
+        """`PreTrainedModel.save_pretrained` made crash-safe, plus `concept_names.json`.
+
+        Everything is written into a temporary folder beside `save_directory` first. A new (or empty) folder is
+        then renamed into place in one step; into a folder that already holds other files (a training run's
+        `checkpoints/`, `metrics.json`, ...) each file is moved in by an atomic rename, weights first, so a kill
+        at any moment leaves every file whole and the folder loadable. A stale `concept_names.json` is removed
+        when this model has no names (the folder always describes the model saved last).
+        """
+        if kwargs.get("push_to_hub"):
+            raise ValueError("save_pretrained(push_to_hub=True) is not supported; call push_to_hub")
+        final = Path(save_directory)
+        # Inside an existing folder (files are then moved in one by one; the run's cleanup finds leftovers there),
+        # beside a new one (then renamed into place whole).
+        tmp = temp_directory(final / "save" if final.is_dir() and any(final.iterdir()) else final)
+        try:
+            super().save_pretrained(tmp, *args, **kwargs)
+            if self.concept_names is not None:
+                (tmp / CONCEPT_NAMES_FILE).write_text(json.dumps(self.concept_names, indent=1))
+            _move_into(tmp, final, remove=() if self.concept_names is not None else (CONCEPT_NAMES_FILE,))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-
+        """`PreTrainedModel.from_pretrained` that refuses a folder of another model (a BERT folder, or a CEDAR
+        folder loaded as a TopKSAE) instead of returning a freshly initialised model, names the file when one
+        is truncated or not valid JSON, and loads `concept_names.json`."""
         hub_kwargs = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "local_files_only") if key in kwargs}
+        if not isinstance(kwargs.get("config"), PretrainedConfig):  # AutoModel passes the config it checked
+            saved_type = _check_saved_type(cls, pretrained_model_name_or_path, hub_kwargs)
+            if saved_type is not None and not getattr(cls.config_class, "model_type", ""):  # the base class
+                concrete = DICTIONARY_CLASSES[saved_type][1]
+                return concrete.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as err:
+            raise ValueError(f"the weights in {str(pretrained_model_name_or_path)!r} cannot be read ({err}): the "
+                             "file is truncated or corrupt; save the model again") from err
         names_file = cached_file(
             pretrained_model_name_or_path,
             CONCEPT_NAMES_FILE,
@@ -93,8 +126,7 @@ class DictionaryPreTrainedModel(PreTrainedModel):
             **hub_kwargs,
         )
         if names_file is not None:
-            with open(names_file) as f:
-                model.concept_names = json.load(f)
+            model.concept_names = read_json(names_file, "concept names file")
         return model
 
     def push_to_hub(self, repo_id: str, **kwargs):
@@ -220,6 +252,46 @@ class DictionaryPreTrainedModel(PreTrainedModel):
     @staticmethod
     def mean_l0(codes: torch.Tensor) -> torch.Tensor:
         return (codes != 0).float().sum(-1).mean()
+
+
+# Weights first, the config next, the names last: a folder caught between two files still loads.
+_MOVE_ORDER = {"model.safetensors": 0, "config.json": 2, CONCEPT_NAMES_FILE: 3}
+
+
+def _move_into(tmp: Path, final: Path, remove: tuple[str, ...] = ()) -> None:
+    """Put the files of the finished folder `tmp` into `final`: one rename of the folder when `final` is new or
+    empty, else one atomic rename per file."""
+    if tmp.parent != final and (not final.exists() or (final.is_dir() and not any(final.iterdir()))):
+        if final.exists():
+            final.rmdir()
+        os.replace(tmp, final)
+        return
+    if not final.is_dir():
+        raise ValueError(f"save_pretrained: {str(final)!r} is a file, not a folder")
+    for entry in sorted(tmp.iterdir(), key=lambda p: (_MOVE_ORDER.get(p.name, 1), p.name)):
+        os.replace(entry, final / entry.name)
+    for name in remove:
+        (final / name).unlink(missing_ok=True)
+
+
+def _check_saved_type(cls, name_or_path, hub_kwargs: dict) -> Optional[str]:
+    """The saved model_type; refuses, naming the folder, a saved model that is not this dictionary class (or
+    not a dictionary at all)."""
+    config_file = cached_file(name_or_path, "config.json", _raise_exceptions_for_missing_entries=False,
+                              _raise_exceptions_for_connection_errors=False, **hub_kwargs)
+    if config_file is None:
+        return None  # transformers' own error (missing folder, no config.json, no network) follows
+    saved = read_json(config_file, "model config")
+    saved_type = saved.get("model_type") if isinstance(saved, dict) else None
+    if saved_type not in DICTIONARY_CLASSES:
+        raise ValueError(f"{str(name_or_path)!r} holds a {saved_type or 'model without model_type'!r} model, not a "
+                         f"cedar-hf dictionary (one of {sorted(DICTIONARY_CLASSES)})")
+    wanted = getattr(cls.config_class, "model_type", "")
+    if wanted and saved_type != wanted:
+        raise ValueError(f"{str(name_or_path)!r} holds a {saved_type!r} dictionary, not a {wanted!r} "
+                         f"({cls.__name__}); load it with {DICTIONARY_CLASSES[saved_type][1].__name__}"
+                         ".from_pretrained or cedar_hf.load_dictionary")
+    return saved_type
 
 
 def signed_topk(values: torch.Tensor, k: int) -> torch.Tensor:

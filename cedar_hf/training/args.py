@@ -6,11 +6,11 @@ decide them, so one command runs unchanged on a laptop, on a CPU pair over gloo 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
+from ..atomic import read_json, write_json
 from ..data import parse_mixture
 
 LR_SCHEDULES = ("msae", "constant", "linear", "cosine")
@@ -76,12 +76,25 @@ class TrainingArgs:
                        "saved at the end."),
     )
     save_total_limit: Optional[int] = field(
-        default=2, metadata=_help("Keep only the newest this-many checkpoints; unset keeps all.")
+        default=2, metadata=_help("Keep only the newest this-many checkpoints (default 2); 0 keeps all.")
     )
     resume_from_checkpoint: Optional[str] = field(
         default=None,
-        metadata=_help("Continue a run exactly from a checkpoint folder, or 'latest' for the newest one in "
-                       "output_dir/checkpoints.", aliases=["--resume"]),
+        metadata=_help("Continue a run exactly from a checkpoint folder, or 'latest' for the newest complete one "
+                       "in output_dir/checkpoints. The architecture, model config and every setting left at its "
+                       "default come from the checkpoint; a setting given with another value is refused unless "
+                       "--resume_with_changes.", aliases=["--resume"]),
+    )
+    resume_with_changes: bool = field(
+        default=False,
+        metadata=_help("With --resume: accept model config or training settings that differ from the "
+                       "checkpoint's (the run then differs from an uninterrupted one; a warning names them)."),
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata=_help("Start a fresh run in an output_dir that already holds a run, deleting that run's model, "
+                       "metrics, training_args.json, checkpoints/ and logs/ first. Without it such a folder is "
+                       "refused."),
     )
     stop_after_steps: Optional[int] = field(
         default=None,
@@ -116,9 +129,12 @@ class TrainingArgs:
         for name in ("batch_size", "eval_batch_size", "logging_steps"):
             _check_positive(name, getattr(self, name))
         for name in ("max_steps", "save_steps", "eval_steps", "stop_after_steps", "statistics_rows",
-                     "save_total_limit", "eval_max_rows"):
+                     "eval_max_rows"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
+        if self.save_total_limit is not None and (isinstance(self.save_total_limit, bool) or not isinstance(
+                self.save_total_limit, int) or self.save_total_limit < 0):
+            raise ValueError(f"save_total_limit={self.save_total_limit!r} must be a non-negative integer (0 keeps all)")
         if self.curriculum_steps is not None and self.curriculum_steps < 0:
             raise ValueError(f"curriculum_steps={self.curriculum_steps} must be >= 0")
         if self.warmup_steps < 0:
@@ -149,13 +165,14 @@ class TrainingArgs:
         return asdict(self)
 
     def to_json_file(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        """Write the settings as JSON, atomically (a kill leaves the previous file or the new one)."""
+        write_json(path, self.to_dict())
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "TrainingArgs":
-        with open(path) as f:
-            values = json.load(f)
+        values = read_json(path, "training args")
+        if not isinstance(values, dict):
+            raise ValueError(f"training args {str(path)!r} must hold a JSON object, got {type(values).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
 

@@ -8,7 +8,7 @@ global batches as one.
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 import time
@@ -21,6 +21,8 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
+from ..atomic import write_json
+
 from ..data import (
     EmbeddingStream,
     compute_mean,
@@ -30,15 +32,12 @@ from ..data import (
     read_metadata,
 )
 from .args import TrainingArgs
-from .checkpoint import (
-    TrainerState,
-    check_checkpoint_matches,
-    resolve_checkpoint,
-    save_checkpoint,
-    warn_on_changed_args,
-)
+from .checkpoint import TrainerState, clean_checkpoint_temporaries, resolve_checkpoint, save_checkpoint
 from .evaluate import evaluate_stream
-from .recipes import Recipe, lr_multiplier, select_recipe
+from .recipes import Recipe, curriculum_k, lr_multiplier, select_recipe
+from .resume import check_same_data, prepare_output_dir, resume_args, resume_model
+
+logger = logging.getLogger(__name__)
 
 
 def iter_train_batches(stream: EmbeddingStream, batch_size: int, seed: int, start: int, end: int,
@@ -148,18 +147,22 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     rows = mixture_rows(dataset, args.mixture, args.seed) if args.mixture else None
     stream = EmbeddingStream(dataset, args.embedding_column, rows)
     eval_stream = EmbeddingStream(eval_dataset, args.embedding_column) if eval_dataset is not None else None
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is not None:  # the run as it was saved: settings left at their defaults come from it
+        model = resume_model(model, checkpoint, args, stream.dim)
+        args = resume_args(args, checkpoint)
+    elif model is None:
+        raise ValueError("train(model=None, ...) needs resume_from_checkpoint (the model then comes from it)")
     if callable(getattr(model, "fit_embeddings", None)):
         return _fit_without_gradients(model, dataset, stream, eval_stream, args)
     accelerator = _make_accelerator(args)
     total_steps = _check_streams(model, stream, eval_stream, args, accelerator.num_processes)
-    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    if checkpoint is not None:
-        check_checkpoint_matches(checkpoint, model)
-        warn_on_changed_args(checkpoint, args)
-    _record_provenance(model, dataset, stream, args, total_steps)
-    os.makedirs(args.output_dir, exist_ok=True)
-
     recipe = select_recipe(model, args)
+    total_steps = _run_length(recipe, model, args, total_steps)
+    _prepare_output_dir(args, checkpoint is not None, accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    _record_provenance(model, dataset, stream, args, total_steps)
+
     state = TrainerState()
     if checkpoint is None:  # a resumed run gets its statistics (buffers) back from the checkpoint
         state.statistics = {"recipe": recipe.name, **recipe.prepare(model, stream)}
@@ -180,6 +183,8 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     accelerator.register_for_checkpointing(scheduler, state)
     if checkpoint is not None:
         accelerator.load_state(checkpoint)
+        check_same_data(checkpoint, len(stream), total_steps, state.total_steps, args)
+    state.total_steps = total_steps
     if accelerator.is_main_process:
         args.to_json_file(os.path.join(args.output_dir, "training_args.json"))
     accelerator.init_trackers("cedar-hf", config=_tracker_config(args, model))
@@ -187,14 +192,41 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     end = min(total_steps, args.stop_after_steps or total_steps)
     summary = _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe, state, stream, eval_stream,
                          args, end, total_steps)
-    if not (args.save_steps and state.step % args.save_steps == 0):  # else it was just saved
-        save_checkpoint(accelerator, model, args, args.output_dir, state.step)
+    save_checkpoint(accelerator, model, args, args.output_dir, state.step)  # kept as is when it exists
     accelerator.end_training()
     if state.step < total_steps:  # stopped early on purpose: only the checkpoint
         return model
     if not accelerator.is_main_process:
         return model
     return _finish(model, args, eval_stream, state, summary)
+
+
+def _prepare_output_dir(args: TrainingArgs, resuming: bool, main_process: bool = True) -> None:
+    """Refuse/clear a folder holding another run; the main process creates it and drops a killed save's
+    leftovers."""
+    prepare_output_dir(args, resuming, main_process)
+    if main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        clean_checkpoint_temporaries(args.output_dir)
+
+
+def _run_length(recipe: Recipe, model, args: TrainingArgs, total_steps: int) -> int:
+    """CEDAR: without max_steps the run lasts at least 2τ steps (the curriculum, then as many at the target k);
+    a warning when the run ends before the curriculum reaches k."""
+    tau_of = getattr(recipe, "tau", None)
+    tau = tau_of(model) if callable(tau_of) and getattr(model.config, "k", None) is not None else 0
+    if not tau:
+        return total_steps
+    if args.max_steps is None and total_steps < 2 * tau:
+        logger.info("num_epochs=%s gives %d steps; running 2·curriculum_steps = %d so the curriculum (τ=%d) reaches "
+                    "k=%d and trains there as long", args.num_epochs, total_steps, 2 * tau, tau, model.config.k)
+        total_steps = 2 * tau
+    if total_steps <= tau:
+        logger.warning("the run ends at step %d, before the CEDAR curriculum reaches k=%d at step τ=%d: the saved "
+                       "rotation was trained at k ≥ %d only; raise max_steps or lower curriculum_steps",
+                       total_steps, model.config.k, tau, curriculum_k(total_steps - 1, model.config.d_in,
+                                                                      model.config.k, tau, args.seed))
+    return total_steps
 
 
 def _train_mean(model, stream: EmbeddingStream, args: TrainingArgs) -> list[float]:
@@ -215,6 +247,7 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
     started, start_step, logged = time.perf_counter(), state.step, {}
     batches = iter_train_batches(stream, args.batch_size, args.seed, state.step, end,
                                  accelerator.process_index, accelerator.num_processes)
+    tick = time.perf_counter()
     for step, x in batches:
         k = recipe.k_for_step(model, step)
         with accelerator.autocast():
@@ -228,19 +261,22 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
         optimizer.zero_grad(set_to_none=True)
         recipe.after_optimizer_step(model)
         state.step = step + 1
+        state.runtime_s += time.perf_counter() - tick
         bar.update(1)
         if state.step % args.logging_steps == 0 or state.step == end:
-            logged = _log_training(accelerator, model, recipe, out, k, scheduler, state.step)
+            logged = state.last_logged = _log_training(accelerator, model, recipe, out, k, scheduler, state.step)
             bar.set_postfix(loss=f"{logged['train/loss']:.4g}", fvu=f"{logged['train/fvu']:.4f}",
                             K=f"{logged['train/l0']:.1f}", lr=f"{logged['train/lr']:.2e}")
         if eval_stream is not None and args.eval_steps and state.step % args.eval_steps == 0:
             _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)
         if args.save_steps and state.step % args.save_steps == 0:
             save_checkpoint(accelerator, model, args, args.output_dir, state.step)
+        tick = time.perf_counter()
     bar.close()
     elapsed = time.perf_counter() - started
     rows = (state.step - start_step) * args.batch_size
-    return {**logged, "train/runtime_s": elapsed, "train/samples_per_second": rows / elapsed if elapsed else 0.0}
+    return {**state.last_logged, "train/runtime_s": state.runtime_s,
+            "train/samples_per_second": rows / elapsed if elapsed and rows else 0.0}
 
 
 def _log_training(accelerator, model, recipe: Recipe, out, k, scheduler, step: int) -> dict:
@@ -284,10 +320,9 @@ def _finish(model, args: TrainingArgs, eval_stream, state: TrainerState, summary
     metrics["statistics"] = {k: v for k, v in state.statistics.items() if k != "train_mean"}
     metrics["history"] = state.history
     os.makedirs(args.output_dir, exist_ok=True)
-    model.save_pretrained(args.output_dir)
+    model.save_pretrained(args.output_dir)  # crash-safe; metrics.json (written last) marks a finished run
     args.to_json_file(os.path.join(args.output_dir, "training_args.json"))
-    with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(os.path.join(args.output_dir, "metrics.json"), metrics)
     return model
 
 
@@ -296,6 +331,7 @@ def _fit_without_gradients(model, dataset, stream, eval_stream, args: TrainingAr
     for name, s in (("training", stream), ("evaluation", eval_stream)):
         if s is not None and s.dim != model.config.d_in:
             raise ValueError(f"the {name} embeddings are {s.dim}-d but the model has d_in={model.config.d_in}")
+    _prepare_output_dir(args, resuming=False)
     _record_provenance(model, dataset, stream, args, total_steps=0)
     subset = dataset if args.mixture is None else dataset.select(stream.rows.tolist(), keep_in_memory=True)
     started = time.perf_counter()
