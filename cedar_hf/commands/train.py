@@ -31,11 +31,12 @@ class TrainCommandArgs:
 
     data: str = field(metadata={"help": "Training embeddings: a folder written by datasets' save_to_disk "
                                         "(e.g. by `cedar-hf extract`), read memory-mapped."})
-    architecture: str = field(
-        default="cedar",
+    architecture: Optional[str] = field(
+        default=None,
         metadata={"aliases": ["--model"],
-                  "help": "cedar, relu, topk, batchtopk, jumprelu, matryoshka, semi-nmf (fitted by its own "
-                          "alternating algorithm), no-rotation (only the mean), or any registered model_type."},
+                  "help": "cedar (the default), relu, topk, batchtopk, jumprelu, matryoshka, semi-nmf (fitted by its "
+                          "own alternating algorithm), no-rotation (only the mean), or any registered model_type. "
+                          "With --resume or --init_from: the checkpoint's / pretrained dictionary's."},
     )
     config: list[str] = field(
         default_factory=list,
@@ -68,21 +69,21 @@ class TrainCommandArgs:
 
 def run(command: TrainCommandArgs, args) -> list[str]:
     """Train one model per seed; returns the output folders."""
-    from cedar_hf.data import EmbeddingStream, load_dataset
+    from cedar_hf.data import EmbeddingStream
     from cedar_hf.training import TrainingArgs, train
-    from cedar_hf.training.build import build_dictionary, split_eval
+    from cedar_hf.training.build import build_dictionary, training_datasets
 
-    dataset = load_dataset(command.data)
-    eval_dataset = load_dataset(command.eval_data) if command.eval_data else None
-    if eval_dataset is None and command.eval_fraction > 0:
-        dataset, eval_dataset = split_eval(dataset, command.eval_fraction)
+    dataset, eval_dataset = training_datasets(command.data, command.eval_data, command.eval_fraction)
     d_in = EmbeddingStream(dataset, args.embedding_column).dim
     outputs = []
     for mixture in command.mixtures or [args.mixture]:
         for seed in command.seeds or [args.seed]:
             run_args: TrainingArgs = replace(args, seed=seed, mixture=mixture, output_dir=_run_folder(
                 args.output_dir, mixture if command.mixtures else None, seed if command.seeds else None))
-            model = build_dictionary(command.architecture, command.config, d_in, seed, command.init_from)
+            from_checkpoint = args.resume_from_checkpoint and not (command.architecture or command.config
+                                                                   or command.init_from)
+            model = None if from_checkpoint else build_dictionary(command.architecture, command.config, d_in, seed,
+                                                                  command.init_from)
             train(model, dataset, run_args, eval_dataset=eval_dataset)
             outputs.append(run_args.output_dir)
             _report(run_args.output_dir)
