@@ -94,6 +94,7 @@ class CedarModel(DictionaryPreTrainedModel):
         return codes @ U + self.b
 
     def dense_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """All D rotated coordinates `U(x − b)` (signed): threshold sweeps start here (k = D is lossless)."""
         return self.encode(x, k=self.config.d_in)
 
     def forward(self, x: torch.Tensor, k: Optional[int] = None, return_dict: bool = True, **kwargs) -> DictionaryOutput:

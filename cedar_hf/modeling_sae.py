@@ -104,6 +104,14 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.unstandardize(codes @ self.W_dec + self.b_dec)
 
+    def dense_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """All ReLU pre-activations `ReLU(pre)` `(..., n_latents)`, before any TopK / θ / JumpReLU rule: where
+        FVU-matched threshold sweeps start (MSAE thresholds these too), so thresholding can reach every
+        sparsity, not only subsets of the model's own codes."""
+        x = self.check_input(x)
+        pre = self.pre_activation(self.standardize(x.reshape(-1, self.config.d_in)))
+        return torch.relu(pre).reshape(*x.shape[:-1], self.config.n_latents)
+
     @property
     def concept_directions(self) -> torch.Tensor:
         # decode(a·e_i) − decode(0) = a·W_dec[i] / s: the atom in the original (unstandardised) space.

@@ -11,15 +11,20 @@ from . import load_dictionary_option
 
 HELP = (
     "Compare dictionaries at matched reconstruction error (the CEDAR paper's Table 1).\n\n"
-    "For every model, codes with |value| < τ are zeroed and τ is binary-searched until the dataset-level FVU "
-    "(Σ‖x − x̂‖² / Σ‖x − μ‖², μ the training mean) hits each target. Reported there: K (mean non-zero codes), "
-    "IC (mean ln C(n, k)), CS (mean cosine), LP (cross-entropy and accuracy of a linear probe trained on original "
-    "embeddings, scored on reconstructions of held-out data), CKNNA (k = 10) and dead latents. A model that cannot "
-    "reach a target is marked so in the table.\n\n"
+    "For every model, its dense codes (all ReLU pre-activations of an SAE, all rotated coordinates of CEDAR) "
+    "with |value| < τ are zeroed and τ is searched until the protocol's FVU hits each target. Reported there: K "
+    "(mean non-zero codes), IC (mean ln C(n, k)), CS (mean cosine), LP (cross-entropy and accuracy of a linear "
+    "probe trained on original embeddings, scored on reconstructions of held-out data), CKNNA (k = 10) and dead "
+    "latents. A model that cannot reach a target is marked so in the table.\n\n"
+    "--protocol cedar-hf (default): every metric in the space centred by the training mean μ — FVU dataset-level "
+    "Σ‖x − x̂‖² / Σ‖x − μ‖², CS of x − μ and x̂ − μ, CKNNA of x − μ vs x̂ − μ over all rows. "
+    "--protocol msae: MSAE's scoring, as the CEDAR paper's Table 1 used it (use it to compare with the paper) — "
+    "per-sample raw var(x − x̂)/var(x) averaged, raw CS, CKNNA of each batch of --cknna-batch-size rows against "
+    "its codes, LP of MSAE's probe on L2-normalised inputs. The protocol is recorded in every file written.\n\n"
     "Prints the markdown table and writes evaluation.json, table.md, pareto_k_ic.png (K and IC vs FVU) and "
     "semantic_vs_fvu.png (CKNNA and LP vs FVU) into --output.\n\n"
     "Example: cedar-hf evaluate --models runs/cedar runs/topk --data val_emb --train-data train_emb "
-    "--targets 0.25 0.30 0.35 --output eval/"
+    "--targets 0.25 0.30 0.35 --protocol msae --output eval/"
 )
 
 
@@ -70,6 +75,12 @@ def evaluate(
     curve: Optional[str] = typer.Option(
         "0.15,0.20,0.40,0.50", help="Extra comma-separated FVUs for the CKNNA/LP-vs-FVU curves ('' for none)."
     ),
+    protocol: str = typer.Option("cedar-hf", "--protocol", help="Metric definitions: 'cedar-hf' (all centred by "
+                                 "the training mean) or 'msae' (MSAE's scoring, the paper's Table 1)."),
+    cknna_batch_size: Optional[int] = typer.Option(
+        None, "--cknna-batch-size", help="Rows per CKNNA batch under --protocol msae (default: MSAE's 10000; "
+        "fewer rows than that: one batch of all rows)."
+    ),
     cknna_k: int = typer.Option(10, help="Mutual nearest neighbours in CKNNA (the paper uses 10)."),
     tolerance: float = typer.Option(0.005, help="A target counts as reached within ± this FVU."),
     max_rows: Optional[int] = typer.Option(None, help="Evaluate only the first N rows (quick looks)."),
@@ -79,8 +90,12 @@ def evaluate(
     ),
 ) -> None:
     from cedar_hf.data import embedding_matrix, load_embeddings
-    from cedar_hf.evaluation import compare_models, markdown_table, write_report
+    from cedar_hf.evaluation import compare_models, get_protocol, markdown_table, write_report
 
+    try:
+        chosen = get_protocol(protocol, cknna_batch_size=cknna_batch_size)
+    except ValueError as error:
+        raise typer.BadParameter(f"--protocol {protocol!r} / --cknna-batch-size {cknna_batch_size}: {error}")
     models, targets = _split_extras(models, targets, ctx.args)
     targets = sorted(targets) or [0.25, 0.30, 0.35]
     if any(not 0 < t < 1 for t in targets):
@@ -102,7 +117,7 @@ def evaluate(
     curve_targets = [float(v) for v in curve.split(",") if v.strip()] if curve else []
     report = compare_models(dictionaries, x_eval, targets, train_data=x_train, eval_labels=eval_labels,
                             train_labels=train_labels, curve_targets=curve_targets, cknna_k=cknna_k,
-                            tolerance=tolerance)
+                            tolerance=tolerance, protocol=chosen)
     report["models_paths"] = dict(zip(display, models))
     report["data"] = str(data)
     paths = write_report(report, output)
@@ -114,7 +129,7 @@ def evaluate(
 
 def _save_in_models(report: dict, paths: dict) -> None:
     """One `evaluation.json` per local model folder: its rows plus the shared context of the comparison."""
-    import json
+    from cedar_hf.evaluation import write_json
 
     shared = {key: value for key, value in report.items() if key != "models"}
     for name, path in paths.items():
@@ -124,7 +139,7 @@ def _save_in_models(report: dict, paths: dict) -> None:
             continue
         entry = {**shared, "name": name, **report["models"][name]}
         entry.pop("sweep", None)  # the raw τ sweep stays in the comparison report
-        (folder / "evaluation.json").write_text(json.dumps(entry, indent=1, default=float))
+        write_json(entry, folder / "evaluation.json")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,9 @@ with the unbiased HSIC estimator (Song et al. 2012) on diagonal-free matrices,
 
     HSIC_u(A, B) = [Σ(A ∘ Bᵀ) + ΣA·ΣB / ((m−1)(m−2)) − 2·Σ(AB) / (m−2)] / (m(m−3)),
 
-as in the authors' reference code (which also adds 1e-6 to the denominator — a scale-dependent bias omitted here).
+as in the authors' reference code (minyoungg/platonic-rep `metrics.py`, `AlignmentMetrics.cknna`; copied into
+WolodjaZ/MSAE `metrics.py`). That code adds 1e-6 to the denominator — a scale-dependent bias: `epsilon=0` (our
+default) omits it, `epsilon=1e-6` reproduces it (protocol `msae`). `cknna_batched` is MSAE's per-batch variant.
 Every masked matrix has at most k non-zeros per row, so after one pass of row blocks (`X_blk Xᵀ` → `topk`) all
 three HSIC terms are sums over N·k stored entries: memory O(block·N + N·k), never a dense N×N float64.
 """
@@ -68,7 +70,7 @@ def _self_hsic(n: int, values: torch.Tensor, indices: torch.Tensor) -> float:
 
 
 def cknna_from_neighbours(x_values: torch.Tensor, x_indices: torch.Tensor, y_values: torch.Tensor,
-                          y_indices: torch.Tensor) -> float:
+                          y_indices: torch.Tensor, epsilon: float = 0.0) -> float:
     """CKNNA from the two top-k tables of `topk_neighbours` (same N and k)."""
     n, k = x_indices.shape
     # mutual neighbours: entry (i, j) of X's table whose j also sits in row i of Y's table
@@ -81,18 +83,19 @@ def cknna_from_neighbours(x_values: torch.Tensor, x_indices: torch.Tensor, y_val
     b = y_values.gather(1, y_position)[in_both].double()
     cross = _hsic_unbiased_sparse(n, rows, cols, a, b)
     denominator = (_self_hsic(n, x_values, x_indices) * _self_hsic(n, y_values, y_indices)) ** 0.5
-    if not denominator > 0:
+    if not denominator + epsilon > 0:
         return float("nan")  # a kernel with no neighbourhood structure (e.g. all-equal rows)
-    return cross / denominator
+    return cross / (denominator + epsilon)
 
 
 def cknna(x: torch.Tensor, y: torch.Tensor, k: int = 10, block_size: Optional[int] = None,
-          normalize: bool = False, progress: bool = False) -> float:
+          normalize: bool = False, progress: bool = False, epsilon: float = 0.0) -> float:
     """
     CKNNA between representations `x` `(N, d)` and `y` `(N, d')` of the same N samples (e.g. embeddings and their
     reconstructions), k mutual nearest neighbours (paper: k = 10). Kernels are computed in `x.dtype` (float32 is
     the usual choice), one row block at a time; HSIC sums are float64. `normalize=True` L2-normalises the rows
-    first (cosine kernels). Returns a number in about [-1, 1]; 1 for identical neighbourhood structure.
+    first (cosine kernels). `epsilon` is added to the denominator (reference code: 1e-6). Returns a number in
+    about [-1, 1]; 1 for identical neighbourhood structure.
     """
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must be 2-D with the same number of rows")
@@ -109,7 +112,35 @@ def cknna(x: torch.Tensor, y: torch.Tensor, k: int = 10, block_size: Optional[in
         y = torch.nn.functional.normalize(y, dim=-1)
     x_table = topk_neighbours(x, k, block_size, progress, desc="CKNNA kNN (x)")
     y_table = topk_neighbours(y, k, block_size, progress, desc="CKNNA kNN (x̂)")
-    return cknna_from_neighbours(*x_table, *y_table)
+    return cknna_from_neighbours(*x_table, *y_table, epsilon=epsilon)
 
 
-__all__ = ["cknna", "cknna_from_neighbours", "topk_neighbours"]
+def batch_rows(n: int, batch_size: int, seed: int = 42) -> list[torch.Tensor]:
+    """Row indices of the full batches of a seeded shuffle of `range(n)` (the incomplete last batch dropped, as
+    MSAE's scoring does); a single batch of all rows when `n < batch_size`."""
+    if batch_size < 4:
+        raise ValueError(f"batch_size={batch_size} must be >= 4 (CKNNA's unbiased HSIC)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    if n < batch_size:
+        return [order]
+    return list(order[: (n // batch_size) * batch_size].split(batch_size))
+
+
+def cknna_batched(x: torch.Tensor, y_of_rows, batch_size: int = 10000, k: int = 10, seed: int = 42,
+                  epsilon: float = 1e-6, progress: bool = False) -> dict:
+    """
+    MSAE's CKNNA (WolodjaZ/MSAE `score_topk_sae_embeddings.py`): shuffle the rows, cut them into batches of
+    `batch_size` (MSAE's default 10000), keep only full batches, compute `cknna(x[batch], y[batch], k)` per batch
+    with the reference code's `epsilon`, and average. `y_of_rows(rows)` returns the second representation of
+    those rows (MSAE: the SAE's codes), so the codes never need to sit in memory at once.
+    Returns `{"mean", "std", "n_batches", "batch_size"}` (`batch_size` = the size actually used).
+    """
+    batches = batch_rows(x.shape[0], batch_size, seed)
+    values = [cknna(x[rows], y_of_rows(rows), k=k, epsilon=epsilon)
+              for rows in tqdm(batches, desc="CKNNA batches", disable=not progress, leave=False)]
+    tensor = torch.tensor(values, dtype=torch.float64)
+    return {"mean": float(tensor.mean()), "std": float(tensor.std(unbiased=False)), "n_batches": len(values),
+            "batch_size": int(batches[0].numel())}
+
+
+__all__ = ["batch_rows", "cknna", "cknna_batched", "cknna_from_neighbours", "topk_neighbours"]

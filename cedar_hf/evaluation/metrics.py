@@ -40,8 +40,8 @@ def fvu(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Tensor] = Non
 
         FVU = Σ_i ‖x_i − x̂_i‖² / Σ_i ‖x_i − μ‖²
 
-    with μ the **training** mean (pass it; when None the mean of `x` itself is used). See `fvu_per_sample` for
-    MSAE's per-sample variant, which weights every sample equally and is not the same number.
+    with μ the **training** mean (pass it; when None the mean of `x` itself is used). Variant `"dataset"`; the
+    others (`FVU_VARIANTS`) weight every sample equally and are not the same number.
     """
     mean = x.double().mean(0) if mean is None else mean
     error, total = squared_error_sums(x, x_hat, mean)
@@ -52,8 +52,9 @@ def fvu(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Tensor] = Non
 
 def fvu_per_sample(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Tensor] = None) -> float:
     """
-    MSAE's per-sample FVU (Zaigrajew et al. 2025): the mean over samples of `‖x_i − x̂_i‖² / ‖x_i − μ‖²`.
-    Report it only when comparing with MSAE's numbers and name it as such; Table 1 uses `fvu` (dataset level).
+    FVU variant `"msae-loss"`: the mean over samples of `‖x_i − x̂_i‖² / ‖x_i − μ‖²` — MSAE's *training* loss
+    (`normalized_mean_squared_error` in WolodjaZ/MSAE `loss.py`), not what MSAE's scoring reports (that is
+    `fvu_per_sample_variance`). Kept by name for comparisons; Table 1 uses neither (see `protocols.py`).
     """
     _check_pair(x, x_hat)
     mean = x.double().mean(0) if mean is None else _check_mean(mean, x.shape[1])
@@ -63,6 +64,62 @@ def fvu_per_sample(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Te
     if bool((total <= 0).any()):
         raise ValueError(f"{int((total <= 0).sum())} sample(s) equal the mean: per-sample FVU is undefined")
     return float((error / total).mean())
+
+
+def fvu_per_sample_variance(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Tensor] = None) -> float:
+    """
+    FVU variant `"msae-score"`, what MSAE's scoring reports (WolodjaZ/MSAE `metrics.explained_variance_full`,
+    averaged over all samples in `score_topk_sae_embeddings.py`): per sample, in the raw embedding space,
+
+        FVU_i = var_over_dims(x_i − x̂_i) / var_over_dims(x_i),   FVU = mean_i FVU_i.
+
+    Each sample is centred by its *own* mean over dimensions, not by μ; `mean` is ignored (accepted so every
+    variant has one signature). The variance's 1/(d − 1) cancels in the ratio.
+    """
+    _check_pair(x, x_hat)
+    x64 = x.double()
+    error = (x64 - x_hat.double()).var(dim=-1)
+    total = x64.var(dim=-1)
+    if bool((total <= 0).any()):
+        raise ValueError(f"{int((total <= 0).sum())} sample(s) are constant over dimensions: FVU is undefined")
+    return float((error / total).mean())
+
+
+def nmse_per_sample(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Tensor] = None) -> float:
+    """FVU variant `"nmse-raw"`: mean over samples of `mean_d (x̂ − x)² / mean_d x²`, uncentred (WolodjaZ/MSAE
+    `metrics.normalized_mean_squared_error`, defined there but not used by its scoring). `mean` is ignored."""
+    _check_pair(x, x_hat)
+    x64 = x.double()
+    total = x64.pow(2).sum(-1)
+    if bool((total <= 0).any()):
+        raise ValueError(f"{int((total <= 0).sum())} sample(s) are zero vectors: NMSE is undefined")
+    return float(((x64 - x_hat.double()).pow(2).sum(-1) / total).mean())
+
+
+FVU_VARIANTS = {
+    "dataset": fvu,
+    "msae-score": fvu_per_sample_variance,
+    "msae-loss": fvu_per_sample,
+    "nmse-raw": nmse_per_sample,
+}
+FVU_DEFINITIONS = {
+    "dataset": "Σ_i ‖x_i − x̂_i‖² / Σ_i ‖x_i − μ‖², μ the training mean (Gao et al. 2024)",
+    "msae-score": "mean_i var_d(x_i − x̂_i) / var_d(x_i), raw embeddings (MSAE's scoring)",
+    "msae-loss": "mean_i ‖x_i − x̂_i‖² / ‖x_i − μ‖², μ the training mean (MSAE's training loss)",
+    "nmse-raw": "mean_i ‖x_i − x̂_i‖² / ‖x_i‖², raw embeddings",
+}
+
+
+def fvu_variant(name: str):
+    """The FVU function called `name` (one of `FVU_VARIANTS`); each takes `(x, x_hat, mean)`."""
+    if name not in FVU_VARIANTS:
+        raise ValueError(f"unknown FVU variant {name!r}; choose one of {sorted(FVU_VARIANTS)}")
+    return FVU_VARIANTS[name]
+
+
+def all_fvu_variants(x: torch.Tensor, x_hat: torch.Tensor, mean: torch.Tensor) -> dict:
+    """Every named FVU variant of one reconstruction: `{name: value}`."""
+    return {name: function(x, x_hat, mean) for name, function in FVU_VARIANTS.items()}
 
 
 def nonzero_counts(codes: torch.Tensor) -> torch.Tensor:
@@ -93,13 +150,25 @@ def information_capacity(codes: torch.Tensor, n_latents: Optional[int] = None) -
     return float(log_binomial(n, nonzero_counts(codes)).mean())
 
 
-def cosine_similarity(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-12) -> float:
-    """CS: the mean cosine between each original and its reconstruction (a zero vector counts as cosine 0)."""
+def per_sample_cosine(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Tensor] = None,
+                      eps: float = 1e-12) -> torch.Tensor:
+    """Cosine between each original and its reconstruction `(N,)` (float64), after subtracting `mean` from both
+    when it is given (a zero vector counts as cosine 0)."""
     _check_pair(x, x_hat)
     x64, y64 = x.double(), x_hat.double()
+    if mean is not None:
+        mean = _check_mean(mean, x.shape[1]).to(x64)
+        x64, y64 = x64 - mean, y64 - mean
     dots = (x64 * y64).sum(-1)
     norms = x64.norm(dim=-1) * y64.norm(dim=-1)
-    return float(torch.where(norms > eps, dots / norms.clamp_min(eps), torch.zeros_like(dots)).mean())
+    return torch.where(norms > eps, dots / norms.clamp_min(eps), torch.zeros_like(dots))
+
+
+def cosine_similarity(x: torch.Tensor, x_hat: torch.Tensor, mean: Optional[torch.Tensor] = None,
+                      eps: float = 1e-12) -> float:
+    """CS: the mean cosine between each original and its reconstruction — raw (`mean=None`, MSAE's scoring) or
+    in the space centred by `mean` (protocol `cedar-hf`)."""
+    return float(per_sample_cosine(x, x_hat, mean, eps).mean())
 
 
 def firing_counts(codes: Iterable[torch.Tensor] | torch.Tensor, n_latents: Optional[int] = None) -> torch.Tensor:
@@ -125,11 +194,12 @@ def dead_latents(codes: Iterable[torch.Tensor] | torch.Tensor, n_latents: Option
 
 def summarize_reconstruction(x: torch.Tensor, x_hat: torch.Tensor, codes: torch.Tensor, mean: torch.Tensor,
                              n_latents: Optional[int] = None) -> dict:
-    """FVU (dataset level), MSAE's per-sample FVU, K, IC, CS and dead latents of one set of codes."""
+    """FVU (dataset level), MSAE's two per-sample FVUs, K, IC, CS (raw) and dead latents of one set of codes."""
     dead = dead_latents(codes, n_latents)
     return {
         "fvu": fvu(x, x_hat, mean),
-        "fvu_per_sample_msae": fvu_per_sample(x, x_hat, mean),
+        "fvu_msae_score": fvu_per_sample_variance(x, x_hat),
+        "fvu_msae_loss": fvu_per_sample(x, x_hat, mean),
         "K": mean_active(codes),
         "IC": information_capacity(codes, n_latents),
         "CS": cosine_similarity(x, x_hat),
@@ -139,15 +209,22 @@ def summarize_reconstruction(x: torch.Tensor, x_hat: torch.Tensor, codes: torch.
 
 
 __all__ = [
+    "FVU_DEFINITIONS",
+    "FVU_VARIANTS",
+    "all_fvu_variants",
     "cosine_similarity",
     "dead_latents",
     "firing_counts",
     "fvu",
     "fvu_per_sample",
+    "fvu_per_sample_variance",
+    "fvu_variant",
     "information_capacity",
     "log_binomial",
     "mean_active",
+    "nmse_per_sample",
     "nonzero_counts",
+    "per_sample_cosine",
     "squared_error_sums",
     "summarize_reconstruction",
 ]

@@ -1,8 +1,11 @@
 """LP: a linear classifier trained on original embeddings, scored on reconstructions (paper App. B, after MSAE).
 
-The probe is trained once per dataset on the original training embeddings (AdamW, ReduceLROnPlateau on a held-out
-slice of the training data, best epoch kept); every dictionary is then scored by the probe's cross-entropy and
-accuracy on its reconstructions of held-out data. Lower cross-entropy = more class information preserved.
+The probe is trained once per dataset on the original training embeddings; every dictionary is then scored by the
+probe's cross-entropy and accuracy on its reconstructions of held-out data (lower cross-entropy = more class
+information preserved), plus the KL divergence between the probe's predictions on originals and reconstructions
+and how often their argmax agrees (what MSAE's `linear_eval.py` reports). Two training recipes:
+`train_linear_probe` (protocol `cedar-hf`: inputs centred by μ and divided by one global RMS, model selection on
+a held-out slice of the *training* data) and `probe_msae.train_linear_probe_msae` (protocol `msae`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ def encode_labels(labels: Sequence | torch.Tensor, classes: Optional[Sequence] =
 
 @dataclass
 class LinearProbe:
-    """A trained linear classifier over centred embeddings scaled by one number (`(x − center) / scale`).
+    """A trained linear classifier over centred embeddings scaled by one number (`(x − center) / scale`), or, with
+    `normalize=True`, L2-normalised after centring (`(x − center) / ‖x − center‖`, MSAE's recipe; `scale` unused).
 
     One global scale, not a per-dimension one: per-dimension standardisation blows low-variance directions up,
     the probe learns to lean on them, and reconstructions (which drop exactly those directions first) then get
@@ -38,11 +42,27 @@ class LinearProbe:
     center: torch.Tensor
     scale: torch.Tensor
     history: list = field(default_factory=list)
+    normalize: bool = False
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the linear layer sees for embeddings `x` `(B, d)`."""
+        centred = x - self.center
+        return torch.nn.functional.normalize(centred, dim=-1) if self.normalize else centred / self.scale
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
         x = x.reshape(-1, self.center.numel()).float()
-        return torch.cat([self.linear((xb - self.center) / self.scale) for xb in x.split(batch_size)])
+        return torch.cat([self.linear(self.inputs(xb)) for xb in x.split(batch_size)])
+
+    @torch.no_grad()
+    def agreement(self, x: torch.Tensor, x_hat: torch.Tensor) -> dict:
+        """MSAE's `valid_linear_probe`: mean over samples of KL(p(x) ‖ p(x̂)) of the probe's softmax, and the
+        fraction of samples whose predicted class is the same: `{"kl", "argmax_agreement"}`."""
+        original, reconstructed = self.logits(x).double(), self.logits(x_hat).double()
+        log_p, log_q = original.log_softmax(-1), reconstructed.log_softmax(-1)
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+        same = original.argmax(-1) == reconstructed.argmax(-1)
+        return {"kl": float(kl.mean()), "argmax_agreement": float(same.double().mean())}
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, labels: Sequence | torch.Tensor) -> dict:
@@ -74,12 +94,14 @@ def train_linear_probe(
     patience: int = 2,
     seed: int = 0,
     progress: bool = True,
+    center: Optional[torch.Tensor] = None,
 ) -> LinearProbe:
     """
     Train a linear classifier on original embeddings `x` `(N, d)` with AdamW; ReduceLROnPlateau (factor 0.1)
     watches the cross-entropy on a held-out `holdout_fraction` of the rows; training stops once the learning rate
     has dropped three times (or after `epochs`), and the best held-out epoch is kept. Small training sets use
-    smaller batches (at least 20 steps per epoch).
+    smaller batches (at least 20 steps per epoch). `center` (protocol `cedar-hf`: the training mean μ) replaces
+    the mean of the fitted rows as the centring point.
     """
     target, classes = encode_labels(labels)
     if len(classes) < 2:
@@ -93,7 +115,9 @@ def train_linear_probe(
     order = torch.randperm(x.shape[0], generator=generator)
     n_hold = max(1, int(round(holdout_fraction * x.shape[0])))
     hold, fit = order[:n_hold], order[n_hold:]
-    center = x[fit].mean(0)
+    center = x[fit].mean(0) if center is None else torch.as_tensor(center).reshape(-1).float()
+    if center.numel() != x.shape[1]:
+        raise ValueError(f"center has {center.numel()} entries, expected d={x.shape[1]}")
     scale = (x[fit] - center).pow(2).sum(-1).mean().sqrt().clamp_min(1e-12) / x.shape[1] ** 0.5  # RMS per dim
     batch_size = max(1, min(batch_size, fit.numel() // 20))
     torch.manual_seed(seed)

@@ -1,10 +1,14 @@
 """Reports of an FVU-matched comparison: the paper's Table 1 as markdown, the JSON, and PNGs (K and IC vs FVU
-as Pareto curves; CKNNA and LP vs FVU, like the paper's Figure 8)."""
+as Pareto curves; CKNNA and LP vs FVU, like the paper's Figure 8). Each names the evaluation protocol (markdown
+header line, JSON "protocol" object, PNG title and PNG text metadata "Description"). Every file is written
+atomically (a temporary file in the same folder, then `os.replace`)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -18,17 +22,33 @@ def _cell(value, digits: int) -> str:
     return f"{value:.{digits}f}" if digits else str(int(value))
 
 
+def _protocol_name(report: dict) -> str:
+    return (report.get("protocol") or {}).get("name", "cedar-hf")
+
+
+def protocol_line(report: dict) -> str:
+    """One markdown line naming the protocol and its definitions."""
+    protocol = report.get("protocol")
+    if not protocol:
+        return "Protocol: unrecorded (a report from before protocols were named)."
+    d = protocol["definitions"]
+    return (f"Protocol `{protocol['name']}` ({protocol['summary']}). FVU: {d['FVU']}. CS: {d['CS']}. "
+            f"CKNNA: {d['CKNNA']}. LP: {d['LP']}.")
+
+
 def markdown_table(report: dict) -> str:
-    """Table 1: one block per target FVU, one row per model; a model that cannot reach a target says so."""
+    """Table 1: one block per target FVU, one row per model; a model that cannot reach a target says so (with
+    the FVU range it covers). The first line names the protocol."""
     has_lp = any("LP" in row for m in report["models"].values() for row in m["matched"])
     columns = [c for c in COLUMNS if has_lp or not c[0].startswith("LP")]
     header = "| FVU | Model | " + " | ".join(c[1] for c in columns) + " | FVU reached | τ |"
-    lines = [header, "|" + "---|" * (len(columns) + 4)]
+    lines = [protocol_line(report), "", header, "|" + "---|" * (len(columns) + 4)]
     for target in report["targets"]:
         for name, model in report["models"].items():
             row = next(r for r in model["matched"] if r["target"] == target)
             if not row["reached"]:
-                note = f"cannot reach FVU {target:.2f} (lowest FVU {row['min_fvu']:.3f} at τ = 0)"
+                note = (f"cannot reach FVU {target:.2f} (FVU {row['min_fvu']:.3f} at best, "
+                        f"{row.get('fvu_at_zero', row['min_fvu']):.3f} at τ = 0)")
                 lines.append(f"| {target:.2f} | {name} | {note} |" + " |" * (len(columns) - 1) + " – | – |")
                 continue
             cells = " | ".join(_cell(row.get(key), digits) for key, _, digits in columns)
@@ -38,22 +58,51 @@ def markdown_table(report: dict) -> str:
 
 def native_table(report: dict) -> str:
     """Each model at its own default sparsity (`model.reconstruct(x)`), before any thresholding."""
-    lines = ["| Model | n_latents | default k | FVU | FVU (MSAE per-sample) | K | IC | CS | CKNNA | dead |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    variants = ("dataset", "msae-score", "msae-loss")
+    lines = [f"Protocol `{_protocol_name(report)}` (FVU column: its variant; every variant by name beside it).", "",
+             "| Model | n_latents | default k | FVU | " + " | ".join(f"FVU {v}" for v in variants)
+             + " | K | IC | CS | CKNNA | dead |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, model in report["models"].items():
         n = model["native"]
+        others = " | ".join(_cell(n.get("fvu_variants", {}).get(v), 4) for v in variants)
         lines.append(
-            f"| {name} | {model['n_latents']} | {model['default_k']} | {n['fvu']:.4f} | {n['fvu_per_sample_msae']:.4f}"
+            f"| {name} | {model['n_latents']} | {model['default_k']} | {n['fvu']:.4f} | {others}"
             f" | {n['K']:.2f} | {n['IC']:.2f} | {n['CS']:.3f} | {_cell(n['CKNNA'], 3)} | {n['dead_latents']} |"
         )
     return "\n".join(lines)
 
 
-def write_json(report: dict, path: str | Path) -> Path:
+def _atomic(path: Path, write) -> Path:
+    """Call `write(temporary_path)`, then move the file onto `path` (same folder, so `os.replace` is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, default=float))
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
     return path
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write `text` to `path` atomically."""
+    return _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    return write_text(json.dumps(report, indent=1, default=float), path)
+
+
+def _save_figure(fig, path: Path, report: dict) -> Path:
+    protocol = report.get("protocol") or {}
+    metadata = {"Title": path.stem, "Description": f"cedar-hf evaluation, protocol {_protocol_name(report)}: "
+                + json.dumps(protocol.get("definitions", {}), ensure_ascii=False)}
+    return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png", metadata=metadata))
 
 
 def _pareto(points: list[dict], key: str) -> tuple[list[float], list[float]]:
@@ -87,18 +136,18 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
             axes[1].plot([p["fvu"] for p in sweep], [p["IC"] for p in sweep], color=color, label=name)
         for ax, key in zip(axes, ("K", "IC")):
             ax.scatter([r["fvu"] for r in reached], [r[key] for r in reached], s=22, color=color, zorder=3)
+    fvu_label = f"FVU ({(report.get('protocol') or {}).get('fvu_variant', 'dataset')})"
     for ax, key, label in zip(axes, ("K", "IC"), ("K (mean non-zero codes)", "IC = mean ln C(n, k)")):
-        ax.set_xlabel("FVU (dataset level)")
+        ax.set_xlabel(fvu_label)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         for target in report["targets"]:
             ax.axvline(target, color="grey", lw=0.6, ls=":")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Sparsity vs reconstruction (lower-left is better)")
+    fig.suptitle(f"Sparsity vs reconstruction (lower-left is better) — protocol {_protocol_name(report)}")
     fig.tight_layout()
-    paths.append(output_dir / "pareto_k_ic.png")
-    fig.savefig(paths[-1], dpi=120)
+    paths.append(_save_figure(fig, output_dir / "pareto_k_ic.png", report))
     plt.close(fig)
     paths.append(_plot_semantic(report, output_dir / "semantic_vs_fvu.png", plt))
     return paths
@@ -115,7 +164,7 @@ def _plot_semantic(report: dict, path: Path, plt) -> Path:
             ax.plot([r["fvu"] for r in rows], [r.get(key) for r in rows], marker="o", ms=4, label=name,
                     color=f"C{index % 10}")
     for ax, (_, label) in zip(axes[0], keys):
-        ax.set_xlabel("FVU (dataset level)")
+        ax.set_xlabel(f"FVU ({(report.get('protocol') or {}).get('fvu_variant', 'dataset')})")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     if "probe_on_original" in report and len(keys) > 1:
@@ -123,9 +172,9 @@ def _plot_semantic(report: dict, path: Path, plt) -> Path:
                            label="original embeddings")
         axes[0][1].legend(fontsize=8)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Semantic preservation vs reconstruction error (paper Fig. 8)")
+    fig.suptitle(f"Semantic preservation vs reconstruction error (paper Fig. 8) — protocol {_protocol_name(report)}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_figure(fig, path, report)
     plt.close(fig)
     return path
 
@@ -136,10 +185,10 @@ def write_report(report: dict, output_dir: str | Path, title: Optional[str] = No
     json_path = write_json(report, output_dir / "evaluation.json")
     text = (f"# {title}\n\n" if title else "") + markdown_table(report) + "\n\nAt each model's default sparsity:\n\n"
     text += native_table(report) + "\n"
-    md_path = output_dir / "table.md"
-    md_path.write_text(text)
+    md_path = write_text(text, output_dir / "table.md")
     pngs = plot_report(report, output_dir)
     return {"json": json_path, "markdown": md_path, "plots": pngs}
 
 
-__all__ = ["markdown_table", "native_table", "plot_report", "write_json", "write_report"]
+__all__ = ["markdown_table", "native_table", "plot_report", "protocol_line", "write_json", "write_report",
+           "write_text"]

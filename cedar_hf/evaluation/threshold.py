@@ -1,6 +1,13 @@
-"""FVU-matched comparison (paper App. B): zero every code with |value| < τ and binary-search τ per model until the
-dataset-level FVU hits a target. Starts from `model.dense_codes(x)` (the loosest sparsity the model supports) and
-decodes with `model.decode`, so it serves every model of the contract.
+"""FVU-matched comparison (paper App. B): zero every code with |value| < τ and binary-search τ per model until an
+FVU (a named variant, see `metrics.FVU_VARIANTS`; the protocol picks it) hits a target.
+
+Starts from `model.dense_codes(x)` — the *dense* codes: all ReLU pre-activations for the SAEs (MSAE thresholds
+those too), all D rotated coordinates for CEDAR, the unconstrained solution for the other models — and decodes
+with `model.decode`, so it serves every model of the contract and every target between the FVU at τ = 0 and the
+FVU with every code zeroed (≈ 1) is reachable. FVU(τ) need not be monotone (an SAE reading *all* its positive
+pre-activations can reconstruct worse than with a few), so the search first scans a shared ladder of τ (the
+quantiles keeping 1, ½, ¼, … of the non-zero codes), brackets the largest τ whose FVU is at most the target, and
+bisects inside that bracket.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from typing import Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .metrics import fvu, log_binomial
+from .metrics import fvu_variant, log_binomial
 
 
 def threshold_codes(codes: torch.Tensor, tau: float) -> torch.Tensor:
@@ -68,8 +75,9 @@ def apply_threshold(model, codes: DenseCodes, tau: float) -> ThresholdedOutput:
 
 @dataclass
 class ThresholdSearch:
-    """Result of `search_threshold`: τ, the FVU reached there, whether it lies within `tolerance` of the target,
-    and every (τ, FVU, K, IC) visited on the way (a free sparsity–reconstruction curve for Pareto plots)."""
+    """Result of `search_threshold`: τ, the FVU reached there (variant `fvu_variant`), whether it lies within
+    `tolerance` of the target, the FVU range the model covers (`fvu_at_zero` at τ = 0, `min_fvu` the lowest seen,
+    `max_fvu` with every code zeroed), and every (τ, FVU, K, IC) visited (a free curve for Pareto plots)."""
 
     target: float
     tau: float
@@ -79,19 +87,57 @@ class ThresholdSearch:
     iterations: int
     min_fvu: float
     history: list = field(default_factory=list)
+    fvu_at_zero: float = float("nan")
+    max_fvu: float = float("nan")
+    fvu_variant: str = "dataset"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _point(model, x, codes, tau, mean) -> tuple[dict, ThresholdedOutput]:
+def _point(model, x, codes, tau, mean, fvu_name: str = "dataset") -> tuple[dict, ThresholdedOutput]:
     out = apply_threshold(model, codes, tau)
     return {
         "tau": tau,
-        "fvu": fvu(x, out.reconstruction, mean),
+        "fvu": fvu_variant(fvu_name)(x, out.reconstruction, mean),
         "K": float(out.counts.double().mean()),
         "IC": float(log_binomial(codes.n_latents, out.counts).mean()),
     }, out
+
+
+def threshold_ladder(codes: DenseCodes, steps: int = 12, sample: int = 1 << 20, seed: int = 0) -> list[float]:
+    """τ = 0, the |code| quantiles that keep 1/2, 1/4, …, 1/2^steps of the non-zero codes (from a seeded sample
+    of at most `sample` of them), and τ just above max|code| (every code zeroed)."""
+    generator = torch.Generator().manual_seed(seed)
+    per_batch = max(1, sample // max(1, -(-codes.x.shape[0] // codes.batch_size)))
+    parts = []
+    for batch in codes:
+        nonzero = batch[batch != 0].abs()
+        if nonzero.numel() > per_batch:
+            nonzero = nonzero[torch.randint(nonzero.numel(), (per_batch,), generator=generator)]
+        parts.append(nonzero)
+    values = torch.cat(parts)
+    top = codes.max_abs * (1 + 1e-6)
+    if values.numel() == 0:
+        return [0.0, top]
+    quantiles = torch.tensor([1 - 0.5 ** j for j in range(1, steps + 1)], dtype=torch.float64)
+    ladder = torch.quantile(values.double(), quantiles).tolist()
+    return sorted({0.0, top, *[float(t) for t in ladder]})
+
+
+def scan_thresholds(model, x: torch.Tensor, mean: torch.Tensor, codes: DenseCodes, fvu: str = "dataset",
+                    steps: int = 12, progress: bool = False) -> list[dict]:
+    """FVU, K and IC at every τ of `threshold_ladder` (sorted by τ): the shared start of every target's search."""
+    taus = threshold_ladder(codes, steps)
+    return [_point(model, x, codes, tau, mean, fvu)[0]
+            for tau in tqdm(taus, desc="τ ladder", disable=not progress, leave=False)]
+
+
+def _bracket(scan: list[dict], target: float) -> tuple[Optional[int], dict]:
+    """Index of the largest-τ scan point with FVU ≤ target (None if none) and the scan point closest to it."""
+    below = [i for i, p in enumerate(scan) if p["fvu"] <= target]
+    closest = min(scan, key=lambda p: abs(p["fvu"] - target))
+    return (below[-1] if below else None), closest
 
 
 def search_threshold(
@@ -104,12 +150,14 @@ def search_threshold(
     max_iterations: int = 50,
     codes: Optional[DenseCodes] = None,
     progress: bool = False,
+    fvu: str = "dataset",
+    scan: Optional[list[dict]] = None,
 ) -> ThresholdSearch:
     """
-    Binary-search τ so that the dataset-level FVU (training mean `mean`) of `decode(threshold(dense_codes(x), τ))`
-    lands within `search_tolerance` (default `tolerance / 5`) of `target`. FVU grows with τ (more codes zeroed), so
-    bisection between τ = 0 and τ = max|code| converges. `reached` is False when even τ = 0 gives FVU above
-    `target + tolerance` (the model cannot reconstruct that well) or the search ends farther than `tolerance`.
+    Find τ so that the FVU variant `fvu` (training mean `mean`) of `decode(threshold(dense_codes(x), τ))` lands
+    within `search_tolerance` (default `tolerance / 5`) of `target`: bracket it on the τ ladder (`scan`, computed
+    when not given; pass one `scan_thresholds` result to share it between targets), then bisect. `reached` is
+    False when no τ gets within `tolerance` (e.g. the FVU at τ = 0 is already above `target + tolerance`).
     """
     if not 0 < target < 1:
         raise ValueError(f"target FVU={target} must be in (0, 1)")
@@ -117,40 +165,31 @@ def search_threshold(
         raise ValueError(f"tolerance={tolerance} must be > 0")
     search_tolerance = tolerance / 5 if search_tolerance is None else search_tolerance
     codes = DenseCodes(model, x) if codes is None else codes
-    history = []
-
-    def visit(tau: float) -> dict:
-        point, _ = _point(model, x, codes, tau, mean)
-        history.append(point)
-        return point
-
-    low, high = 0.0, codes.max_abs * (1 + 1e-6)
-    best = visit(low)
-    min_fvu = best["fvu"]
-    bar = tqdm(total=max_iterations, desc=f"τ for FVU {target:.3f}", disable=not progress, leave=False)
+    scan = scan_thresholds(model, x, mean, codes, fvu) if scan is None else scan
+    history = list(scan)
+    index, best = _bracket(scan, target)
     iterations = 0
-    while min_fvu <= target + tolerance and abs(best["fvu"] - target) > search_tolerance and iterations < max_iterations:
-        middle = visit((low + high) / 2)
-        iterations += 1
-        bar.update(1)
-        if abs(middle["fvu"] - target) < abs(best["fvu"] - target):
-            best = middle
-        if middle["fvu"] <= target:
-            low = middle["tau"]
-        else:
-            high = middle["tau"]
-    bar.close()
+    if index is not None and index + 1 < len(scan):
+        low, high = scan[index]["tau"], scan[index + 1]["tau"]
+        bar = tqdm(total=max_iterations, desc=f"τ for FVU {target:.3f}", disable=not progress, leave=False)
+        while abs(best["fvu"] - target) > search_tolerance and iterations < max_iterations:
+            middle = _point(model, x, codes, (low + high) / 2, mean, fvu)[0]
+            history.append(middle)
+            iterations += 1
+            bar.update(1)
+            if abs(middle["fvu"] - target) < abs(best["fvu"] - target):
+                best = middle
+            if middle["fvu"] <= target:
+                low = middle["tau"]
+            else:
+                high = middle["tau"]
+        bar.close()
     return ThresholdSearch(
-        target=target,
-        tau=best["tau"],
-        fvu=best["fvu"],
-        reached=abs(best["fvu"] - target) <= tolerance,
-        tolerance=tolerance,
-        iterations=iterations,
-        min_fvu=min_fvu,
-        history=history,
+        target=target, tau=best["tau"], fvu=best["fvu"], reached=abs(best["fvu"] - target) <= tolerance,
+        tolerance=tolerance, iterations=iterations, min_fvu=min(p["fvu"] for p in scan), history=history,
+        fvu_at_zero=scan[0]["fvu"], max_fvu=scan[-1]["fvu"], fvu_variant=fvu,
     )
 
 
-__all__ = ["DenseCodes", "ThresholdSearch", "ThresholdedOutput", "apply_threshold", "search_threshold",
-           "threshold_codes"]
+__all__ = ["DenseCodes", "ThresholdSearch", "ThresholdedOutput", "apply_threshold", "scan_thresholds",
+           "search_threshold", "threshold_codes", "threshold_ladder"]
