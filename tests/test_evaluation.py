@@ -124,6 +124,7 @@ def test_compare_models_report_and_plots(tmp_path):
     report = compare_models(_trained_pair(x[:600]), x[600:], (0.25, 0.35), train_data=x[:600],
                             eval_labels=labels[600:], train_labels=labels[:600], curve_targets=(0.5,),
                             progress=False)
+    assert report["protocol"]["name"] == "cedar-hf" and report["protocol"]["fvu_variant"] == "dataset"
     cedar = report["models"]["cedar"]
     assert [row["target"] for row in cedar["matched"]] == [0.25, 0.35]
     for row in cedar["matched"]:

@@ -1,10 +1,23 @@
-"""FVU-matched threshold search: lands within ±0.005 of the target on any model of the contract."""
+"""FVU-matched threshold search: lands within ±0.005 of the target on any model of the contract, starting from
+the dense codes (all ReLU pre-activations of the SAEs, all rotated coordinates of CEDAR)."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 from builders import ARCHITECTURES, build_config, build_model, planted_sparse
 
-from cedar_hf.evaluation import DenseCodes, apply_threshold, fvu, search_threshold, threshold_codes
+from cedar_hf.evaluation import (
+    DenseCodes,
+    apply_threshold,
+    fvu,
+    fvu_variant,
+    scan_thresholds,
+    search_threshold,
+    threshold_codes,
+)
+
+SAES = [a for a in ARCHITECTURES if a.endswith("_sae")]
 
 
 def exact_relu_sae(x: torch.Tensor):
@@ -110,3 +123,100 @@ def test_every_registered_dictionary_runs_the_comparison(data, model_type):
     report = evaluate_model(model, x[:200], mean, targets=(0.5,), progress=False)
     assert report["n_latents"] == model.config.n_latents and len(report["matched"]) == 1
     assert 0 <= report["native"]["K"] <= model.config.n_latents
+
+
+@pytest.mark.parametrize("model_type", SAES)
+def test_sae_dense_codes_are_all_relu_preactivations(data, model_type):
+    """Before any TopK / θ / JumpReLU rule, for every SAE (also token-shaped input (B, N, d))."""
+    train, x = data
+    model = build_model(model_type, 16)
+    model.set_normalization(*model.compute_normalization(train))
+    if model_type == "batchtopk_sae":
+        model.threshold.fill_(0.5)  # untrained θ is 0 (= ReLU); a trained θ is positive
+    model.eval()
+    with torch.no_grad():
+        dense = model.dense_codes(x)
+        expected = torch.relu(model.pre_activation(model.standardize(x)))
+        tokens = model.dense_codes(x[:12].reshape(3, 4, 16))
+        own = model.encode(x)
+    assert torch.equal(dense, expected)
+    assert torch.equal(tokens.reshape(12, -1), dense[:12])
+    assert bool(((own != 0) <= (dense != 0)).all())  # the model's own codes are a subset of the dense ones
+    assert (dense != 0).sum() > (own != 0).sum() or model_type == "relu_sae"
+
+
+def exact_topk_sae(x: torch.Tensor, k: int = 1):
+    """A TopK SAE (k = 1) with rows [I; −I; 0]: its own codes lose most of x, its dense codes none of it."""
+    model = build_model("topk_sae", x.shape[1], k=k)
+    model.set_normalization(*model.compute_normalization(x))
+    d = x.shape[1]
+    with torch.no_grad():
+        rows = torch.zeros(model.config.n_latents, d)
+        rows[:d], rows[d : 2 * d] = torch.eye(d), -torch.eye(d)
+        model.W_enc.copy_(rows)
+        model.W_dec.copy_(rows)
+        model.b_enc.zero_()
+        model.b_dec.zero_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("target", [0.10, 0.30, 0.60])
+def test_topk_sae_reaches_targets_below_its_own_codes_fvu(data, target):
+    train, x = data
+    model, mean = exact_topk_sae(train), train.mean(0)
+    with torch.no_grad():
+        own = fvu(x, model.reconstruct(x), mean)
+    assert own > 0.7  # one code of 16 dimensions: the old search (from encode) could not go below this
+    result = search_threshold(model, x, target, mean)
+    assert result.reached and abs(result.fvu - target) <= 0.005
+    assert result.fvu_at_zero < 1e-6
+
+
+@pytest.mark.parametrize("fvu_name", ["dataset", "msae-score", "msae-loss"])
+def test_every_target_between_fvu_at_zero_and_one_is_reached(data, fvu_name):
+    train, x = data
+    model, mean = cedar_with_mean(train), train.mean(0)
+    codes = DenseCodes(model, x)
+    scan = scan_thresholds(model, x, mean, codes, fvu_name)
+    # reachable: from FVU(τ = 0) up to the FVU with every code zeroed (x̂ = b = μ). That is 1 for the centred
+    # variants; for MSAE's raw per-sample ratio it is mean_i var_d(x_i − μ)/var_d(x_i), below 1 when μ is large
+    top = scan[-1]["fvu"]
+    grid = [t for t in (0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95) if t < top - 0.01]
+    assert len(grid) >= 4
+    for target in grid:
+        result = search_threshold(model, x, target, mean, codes=codes, fvu=fvu_name, scan=scan)
+        assert result.reached and abs(result.fvu - target) <= 0.005, (target, result.fvu)
+        with torch.no_grad():
+            x_hat = model.decode(threshold_codes(model.dense_codes(x), result.tau))
+        assert fvu_variant(fvu_name)(x, x_hat, mean) == pytest.approx(result.fvu, abs=1e-9)
+    assert result.fvu_at_zero < 1e-6 and result.fvu_variant == fvu_name
+    if fvu_name == "dataset":  # every code zeroed: x̂ = b = μ, FVU exactly 1
+        assert result.max_fvu == pytest.approx(1.0, abs=1e-6)
+    if top < 0.94:
+        beyond = search_threshold(model, x, min(top + 0.05, 0.99), mean, codes=codes, fvu=fvu_name, scan=scan)
+        assert not beyond.reached and beyond.max_fvu == pytest.approx(top)
+
+
+class SpikyModel:
+    """A contract model whose FVU is NOT monotone in τ: latent 1 is a constant 0.01 decoded ×100, so at τ = 0
+    every x̂ is off by 1 (FVU ≈ 1.3); once τ > 0.01 the reconstruction is exact; larger τ zeroes latent 0 (= x)."""
+
+    config = SimpleNamespace(n_latents=2, d_in=1)
+
+    def eval(self):
+        return self
+
+    def dense_codes(self, x):
+        return torch.cat([x, torch.full_like(x, 0.01)], -1)
+
+    def decode(self, codes):
+        return codes[:, :1] + 100 * codes[:, 1:]
+
+
+def test_non_monotone_fvu_is_bracketed_instead_of_declared_unreachable():
+    x = 1 + 3 * torch.rand(4000, 1, generator=torch.Generator().manual_seed(0))
+    mean = x.mean(0)
+    result = search_threshold(SpikyModel(), x, 0.5, mean)
+    assert result.fvu_at_zero > 1.0  # a plain bisection from τ = 0 would stop here: "cannot reach"
+    assert result.reached and abs(result.fvu - 0.5) <= 0.005
+    assert result.tau > 1.0  # the sparse crossing (latent 0 partly zeroed), not the trivial τ ∈ (0.01, 1)
