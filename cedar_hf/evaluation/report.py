@@ -1,16 +1,16 @@
 """Reports of an FVU-matched comparison: the paper's Table 1 as markdown, the JSON, and PNGs (K and IC vs FVU
 as Pareto curves; CKNNA and LP vs FVU, like the paper's Figure 8). Each names the evaluation protocol (markdown
 header line, JSON "protocol" object, PNG title and PNG text metadata "Description"). Every file is written
-atomically (a temporary file in the same folder, then `os.replace`)."""
+atomically (`cedar_hf.atomic`: a temporary file in the same folder, then `os.replace`)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
+
+from .. import atomic
 
 COLUMNS = (("K", "K ↓", 3), ("IC", "IC ↓", 2), ("CS", "CS ↑", 3), ("LP", "LP ↓", 3), ("LP_accuracy", "LP acc ↑", 3),
            ("CKNNA", "CKNNA ↑", 3), ("dead_latents", "dead", 0))
@@ -72,26 +72,10 @@ def native_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _atomic(path: Path, write) -> Path:
-    """Call `write(temporary_path)`, then move the file onto `path` (same folder, so `os.replace` is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
-
-
 def write_text(text: str, path: str | Path) -> Path:
-    """Write `text` to `path` atomically."""
-    return _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    """Write `text` to `path` atomically (`cedar_hf.atomic`)."""
+    atomic.write_text(path, text)
+    return Path(path)
 
 
 def write_json(report: dict, path: str | Path) -> Path:
@@ -102,7 +86,9 @@ def _save_figure(fig, path: Path, report: dict) -> Path:
     protocol = report.get("protocol") or {}
     metadata = {"Title": path.stem, "Description": f"cedar-hf evaluation, protocol {_protocol_name(report)}: "
                 + json.dumps(protocol.get("definitions", {}), ensure_ascii=False)}
-    return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png", metadata=metadata))
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png", metadata=metadata)
+    return path
 
 
 def _pareto(points: list[dict], key: str) -> tuple[list[float], list[float]]:
