@@ -4,6 +4,12 @@
 
 Since `z − b = Uᵀ z̃ = Σ_d z̃_d U[d, :]`, the concept direction of coordinate d is row d of U. With k = D nothing
 is dropped and the reconstruction is exact (U is orthogonal).
+
+Speed (issue 18), same values and gradients as the plain formulas: `exp(A − Aᵀ)` by `cedar_hf.expm.expm_skew`
+(scaling and squaring of a Taylor series sized by ‖S‖₂, backward by autograd at 2 matmuls per matmul) instead of
+`torch.linalg.matrix_exp`, whose backward is a `2D × 2D` exponential; and for k < D the reconstruction gathers
+the k selected rows of U (`cedar_hf.sparse_ops`) instead of a dense `(B, D) × (D, D)` decode, with a backward
+that is sparse too. Only the rotation `U(z − b)` itself stays a dense matmul (the top-k needs every coordinate).
 """
 
 from __future__ import annotations
@@ -14,14 +20,18 @@ import torch
 from torch import nn
 
 from .configuration_cedar import CedarConfig
+from .expm import expm_skew
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel, signed_topk
+from .sparse_ops import gathered_linear, scatter_codes, sparse_decode
 
 
 def rotation_from_generator(A: torch.Tensor, parametrization: str) -> torch.Tensor:
     """Orthogonal U from the free matrix A via the skew-symmetric S = A − Aᵀ. (D, D) -> (D, D)"""
     S = A - A.T
     if parametrization == "matrix_exp":
-        return torch.linalg.matrix_exp(S)
+        # The paper's exp(S); equal to torch.linalg.matrix_exp(S) to the dtype's precision (tests), at ~1/8 of
+        # its backward cost (see cedar_hf.expm).
+        return expm_skew(S)
     eye = torch.eye(S.shape[0], dtype=S.dtype, device=S.device)
     # Cayley map (I − S/2)⁻¹(I + S/2): orthogonal for every skew S; one LU solve instead of matrix_exp's
     # Padé series, whose backward dominates the CEDAR step on the CPU.
@@ -45,6 +55,8 @@ class CedarModel(DictionaryPreTrainedModel):
         self.A = nn.Parameter(torch.zeros(d, d))
         self.register_buffer("b", torch.zeros(d))
         self._cached_rotation: Optional[tuple[tuple, torch.Tensor]] = None
+        # False: the plain dense formulas (the reference the sparse kernels are tested against).
+        self.use_sparse_kernels = True
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -103,9 +115,23 @@ class CedarModel(DictionaryPreTrainedModel):
         k = self.resolve_k(k)
         flat = x.reshape(-1, self.config.d_in)
         U = self.rotation  # computed once per step: it costs O(D³)
-        codes = self._encode(flat, k, U)
-        x_hat = self._decode(codes, U)
+        if self.use_sparse_kernels and k is not None and k < self.config.d_in:
+            codes, x_hat = self._sparse_encode_decode(flat, k, U)
+        else:
+            codes = self._encode(flat, k, U)
+            x_hat = self._decode(codes, U)
         return self.l1_output(x, codes, x_hat, return_dict)
+
+    def _sparse_encode_decode(self, flat: torch.Tensor, k: int, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes and `Uᵀ codes + b` with one dense matmul: the top-k coordinates' rows of U are gathered for the
+        decode and for the backward (same values and gradients as `_encode` + `_decode`)."""
+        h = flat - self.b
+        with torch.no_grad():
+            z_rot = h @ U.T
+            index = z_rot.abs().topk(k, dim=-1, sorted=False).indices  # as signed_topk
+        values = gathered_linear(h, U, None, index, z_rot)
+        x_hat = sparse_decode(values, index, U) + self.b
+        return scatter_codes(values, index, self.config.d_in), x_hat
 
 
 __all__ = ["CedarModel", "rotation_from_generator"]

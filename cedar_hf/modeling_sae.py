@@ -123,9 +123,7 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
         k = self.resolve_k(k)
         flat = x.reshape(-1, self.config.d_in)
         x_c = self.standardize(flat)
-        pre = self.pre_activation(x_c)
-        z = self._activate(pre, k)
-        x_hat_c = z @ self.W_dec + self.b_dec
+        pre, z, x_hat_c = self._codes_and_reconstruction(x_c, k)
         reconstruction_loss = self._reconstruction_loss(x_c, pre, z, x_hat_c)
         auxiliary_loss = self._sparsity_loss(pre, z) + self._aux_k_loss(x_c, x_hat_c, pre)
         if self.training:
@@ -141,6 +139,13 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
             l0=self.mean_l0(z).detach(),
         )
         return out if return_dict else out.to_tuple()
+
+    def _codes_and_reconstruction(self, x_c: torch.Tensor, k: Optional[int]):
+        """(pre-activations, codes, standardised reconstruction) of a training forward; top-k variants override
+        it with sparse kernels (`TopKSAE`)."""
+        pre = self.pre_activation(x_c)
+        z = self._activate(pre, k)
+        return pre, z, z @ self.W_dec + self.b_dec
 
     @staticmethod
     def _mse(x_c: torch.Tensor, x_hat_c: torch.Tensor) -> torch.Tensor:
