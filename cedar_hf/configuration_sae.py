@@ -1,10 +1,40 @@
-"""Configurations of the sparse-autoencoder family CEDAR is measured against (paper App. B; MSAE repo)."""
+"""Configurations of the sparse-autoencoder family CEDAR is measured against (paper App. B; MSAE repo).
+
+Defaults follow the reference code the paper's baselines come from — MSAE (github.com/WolodjaZ/MSAE, `config.py`,
+`loss.py`, `train.py`) — and, for what MSAE lacks, the architecture's own reference: aux-k as in EleutherAI's
+sparsify (`sparsify/sparse_coder.py`) and openai/sparse_autoencoder (`train.py`), JumpReLU as in Rajamanoharan
+et al. 2024. Every default builds for any `d_in` / `n_latents`.
+"""
 
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 from .configuration_base import DictionaryConfig
+
+RECONSTRUCTION_LOSSES = ("nmse", "mse")
+
+
+def matryoshka_levels(n_latents: int, base: int = 64) -> list[int]:
+    """MSAE's nesting list (`train.py`: `nesting_list=64`): k doubles from `base` and the full dictionary is the
+    last level — `[64, 128, …, 4096, 6144]` (8 levels) for 6144 latents. When `n_latents < 2·base` the base is
+    halved until two levels fit (a deviation MSAE never needs: its dictionaries are ≥ 8·768)."""
+    if isinstance(n_latents, bool) or not isinstance(n_latents, int) or n_latents < 1:
+        raise ValueError(f"n_latents={n_latents!r} must be a positive integer")
+    while base > 1 and 2 * base > n_latents:
+        base //= 2
+    levels = [base]
+    while 2 * levels[-1] <= n_latents:
+        levels.append(2 * levels[-1])
+    if levels[-1] != n_latents:
+        levels.append(n_latents)
+    return levels
+
+
+def _resolved_n_latents(d_in, expansion_factor, n_latents):
+    if n_latents is None and isinstance(d_in, int):
+        return expansion_factor * d_in
+    return n_latents
 
 
 class SAEConfig(DictionaryConfig):
@@ -20,12 +50,18 @@ class SAEConfig(DictionaryConfig):
             Number of latents; overrides `expansion_factor`.
         k (`int`, *optional*):
             Number of active latents (TopK-style models) at inference.
+        reconstruction_loss (`str`, defaults to `"nmse"`):
+            `"nmse"`: MSAE's per-sample normalised MSE `mean_i ‖x_c,i − x̂_c,i‖² / ‖x_c,i‖²` (MSAE `loss.py`
+            `normalized_mean_squared_error`, openai/sparse_autoencoder `loss.py`), scale-free; `"mse"`: the
+            plain mean squared error in the standardised space.
         aux_k (`int`, *optional*):
-            Number of dead latents the aux-k loss uses (Gao et al. 2024); defaults to `min(512, d_in // 2)`.
-        aux_k_coefficient (`float`, defaults to 1/32):
-            Weight of the aux-k loss; 0 disables it.
-        dead_tokens_threshold (`int`, defaults to 1_000_000):
-            A latent that has not fired for this many training tokens counts as dead.
+            Dead latents the aux-k loss uses; defaults to `d_in // 2` (Gao et al. 2024 App. B.1, sparsify's
+            `k_aux = d // 2`), capped at `n_latents`.
+        aux_k_coefficient (`float`, defaults to 0):
+            Weight α of the aux-k loss (Gao et al. use 1/32); 0, MSAE's setting, disables it.
+        dead_tokens_threshold (`int`, defaults to 10_000_000):
+            A latent that has not fired for this many training tokens counts as dead (Gao et al., sparsify,
+            openai: 10M).
     """
 
     def __init__(
@@ -34,17 +70,23 @@ class SAEConfig(DictionaryConfig):
         expansion_factor: int = 8,
         n_latents: Optional[int] = None,
         k: Optional[int] = None,
+        reconstruction_loss: str = "nmse",
         aux_k: Optional[int] = None,
-        aux_k_coefficient: float = 1 / 32,
-        dead_tokens_threshold: int = 1_000_000,
+        aux_k_coefficient: float = 0.0,
+        dead_tokens_threshold: int = 10_000_000,
         **kwargs,
     ):
         if isinstance(expansion_factor, bool) or not isinstance(expansion_factor, int) or expansion_factor < 1:
             raise ValueError(f"expansion_factor={expansion_factor!r} must be a positive integer")
-        if n_latents is None and isinstance(d_in, int):
-            n_latents = expansion_factor * d_in
+        if reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"reconstruction_loss={reconstruction_loss!r} must be one of {RECONSTRUCTION_LOSSES}")
+        n_latents = _resolved_n_latents(d_in, expansion_factor, n_latents)
+        if aux_k is None:
+            half = (d_in if isinstance(d_in, int) else 2) // 2
+            aux_k = max(1, min(half, n_latents if isinstance(n_latents, int) else half))
         self.expansion_factor = expansion_factor
-        self.aux_k = aux_k if aux_k is not None else max(1, min(512, (d_in if isinstance(d_in, int) else 2) // 2))
+        self.reconstruction_loss = reconstruction_loss
+        self.aux_k = aux_k
         self.aux_k_coefficient = aux_k_coefficient
         self.dead_tokens_threshold = dead_tokens_threshold
         super().__init__(d_in=d_in, n_latents=n_latents, k=k, **kwargs)
@@ -59,13 +101,24 @@ class SAEConfig(DictionaryConfig):
             raise ValueError(f"dead_tokens_threshold={self.dead_tokens_threshold} must be >= 1")
 
 
+def _default_k(k: Optional[int], default: int, d_in, expansion_factor, n_latents) -> Optional[int]:
+    """An unset k is the paper's value, capped at the dictionary size so any `d_in` builds."""
+    if k is not None:
+        return k
+    n = _resolved_n_latents(d_in, expansion_factor, n_latents)
+    return min(default, n) if isinstance(n, int) else default
+
+
 class ReLUSAEConfig(SAEConfig):
     r"""
-    ReLU SAE with an L1 penalty weighted by decoder norms (Bricken et al. 2023).
+    ReLU SAE (Bricken et al. 2023) with MSAE's scale-free L1 penalty (MSAE `loss.py` `normalized_L1_loss`):
+    loss `NMSE + λ·mean_i ‖z_i‖₁ / ‖x_c,i‖`. Decoder rows are unit norm, so this equals Bricken's decoder-norm
+    weighted L1 divided by the input norm.
 
     Args:
         l1_coefficient (`float`, defaults to 0.01):
-            λ in `MSE + λ Σ_i z_i ‖W_dec[i]‖` (the paper's value).
+            λ (the CEDAR paper's ReLU baseline, run with MSAE's code as `ReLU_01`; MSAE's own config default is
+            0.003).
     """
 
     model_type = "relu_sae"
@@ -73,24 +126,24 @@ class ReLUSAEConfig(SAEConfig):
     card_title = "ReLU sparse autoencoder"
     card_description = (
         "A ReLU sparse autoencoder (Bricken et al. 2023) with an L1 penalty "
-        "weighted by decoder norms; codes are non-negative."
+        "normalised by the input norm (MSAE); codes are non-negative."
     )
 
     def __init__(self, l1_coefficient: float = 0.01, **kwargs):
         if l1_coefficient < 0:
             raise ValueError(f"l1_coefficient={l1_coefficient} must be >= 0")
         self.l1_coefficient = l1_coefficient
-        kwargs.setdefault("aux_k_coefficient", 0.0)
         super().__init__(**kwargs)
 
 
 class TopKSAEConfig(SAEConfig):
     r"""
-    TopK SAE (Gao et al. 2024): `z = TopK(ReLU(pre))` per sample, with the aux-k loss against dead latents.
+    TopK SAE (Gao et al. 2024): `z = TopK(ReLU(pre))` per sample. MSAE's baseline (`TopKReLU_64`) has no aux-k
+    loss, hence `aux_k_coefficient=0`; Gao et al.'s aux-k is `aux_k_coefficient=1/32`.
 
     Args:
-        k (`int`, defaults to 64):
-            Active latents per sample (the paper's baseline: 64).
+        k (`int`, *optional*):
+            Active latents per sample; defaults to 64 (the paper's baseline), capped at `n_latents`.
     """
 
     model_type = "topk_sae"
@@ -101,7 +154,8 @@ class TopKSAEConfig(SAEConfig):
         "pre-activations per sample are kept; codes are non-negative."
     )
 
-    def __init__(self, k: Optional[int] = 64, **kwargs):
+    def __init__(self, k: Optional[int] = None, **kwargs):
+        k = _default_k(k, 64, kwargs.get("d_in", 768), kwargs.get("expansion_factor", 8), kwargs.get("n_latents"))
         super().__init__(k=k, **kwargs)
 
 
@@ -111,8 +165,8 @@ class BatchTopKSAEConfig(SAEConfig):
     threshold θ, estimated during training and saved as a buffer, replaces it at inference.
 
     Args:
-        k (`int`, defaults to 32):
-            Mean active latents per sample (the paper's baseline: 32).
+        k (`int`, *optional*):
+            Mean active latents per sample; defaults to 32 (the paper's baseline), capped at `n_latents`.
         threshold_momentum (`float`, defaults to 0.99):
             Momentum of the running estimate of θ (the smallest activation kept in each training batch).
     """
@@ -125,23 +179,29 @@ class BatchTopKSAEConfig(SAEConfig):
         "top k·B activations per training batch, a global threshold at inference."
     )
 
-    def __init__(self, k: Optional[int] = 32, threshold_momentum: float = 0.99, **kwargs):
+    def __init__(self, k: Optional[int] = None, threshold_momentum: float = 0.99, **kwargs):
         if not 0.0 <= threshold_momentum < 1.0:
             raise ValueError(f"threshold_momentum={threshold_momentum} must be in [0, 1)")
         self.threshold_momentum = threshold_momentum
+        k = _default_k(k, 32, kwargs.get("d_in", 768), kwargs.get("expansion_factor", 8), kwargs.get("n_latents"))
         super().__init__(k=k, **kwargs)
 
 
 class JumpReLUSAEConfig(SAEConfig):
     r"""
     JumpReLU SAE (Rajamanoharan et al. 2024): `z = pre·H(pre − θ_i)` with per-latent thresholds θ_i learnt
-    through straight-through (rectangle-kernel) pseudo-derivatives and an L0 penalty.
+    through straight-through (rectangle-kernel) pseudo-derivatives and an L0 penalty; loss `MSE + λ·L0`.
+
+    The paper's ε and θ₀ (0.001) are for inputs of unit scale; here inputs are standardised to `E‖x_c‖ = √d`, so
+    both are multiplied by √d in use (`effective_bandwidth`, `effective_initial_threshold`). The paper's
+    `‖x − x̂‖²` on unit-scale inputs equals the mean-over-dimensions MSE on √d-scaled ones, hence
+    `reconstruction_loss="mse"` and the paper's λ unchanged.
 
     Args:
         initial_threshold (`float`, defaults to 0.001):
-            θ_i at initialisation.
+            θ_i at initialisation, relative to the unit input scale.
         bandwidth (`float`, defaults to 0.001):
-            ε, the width of the rectangle kernel of the pseudo-derivative.
+            ε, the width of the rectangle kernel of the pseudo-derivative, relative to the unit input scale.
         l0_coefficient (`float`, defaults to 0.001):
             Weight of the L0 penalty.
     """
@@ -166,8 +226,21 @@ class JumpReLUSAEConfig(SAEConfig):
         self.initial_threshold = initial_threshold
         self.bandwidth = bandwidth
         self.l0_coefficient = l0_coefficient
-        kwargs.setdefault("aux_k_coefficient", 0.0)
+        kwargs.setdefault("reconstruction_loss", "mse")
         super().__init__(**kwargs)
+
+    @property
+    def input_scale(self) -> float:
+        """E‖x_c‖ of standardised inputs, √d."""
+        return float(self.d_in) ** 0.5
+
+    @property
+    def effective_bandwidth(self) -> float:
+        return self.bandwidth * self.input_scale
+
+    @property
+    def effective_initial_threshold(self) -> float:
+        return self.initial_threshold * self.input_scale
 
 
 WEIGHTINGS = ("UW", "RW")
@@ -176,11 +249,13 @@ WEIGHTINGS = ("UW", "RW")
 class MatryoshkaSAEConfig(SAEConfig):
     r"""
     Matryoshka SAE / MSAE (Zaigrajew et al. 2025): one encoder, nested TopK levels `k₁ < k₂ < …`, loss
-    `Σ_j w_j · MSE(x, x̂^{(k_j)})`.
+    `Σ_j w_j · NMSE(x, x̂^{(k_j)}) / Σ_j w_j` (MSAE `train.py`).
 
     Args:
-        levels (`Sequence[int]`, defaults to `(64, 128, 256, 512)`):
-            Strictly increasing k of the nested levels. The default inference k is the largest level.
+        levels (`Sequence[int]`, *optional*):
+            Strictly increasing k of the nested levels; defaults to MSAE's: doubling from 64 up to the full
+            dictionary (`matryoshka_levels`). The default inference k is the largest level (with the default
+            levels: every positive code, as MSAE's inference).
         weighting (`str`, defaults to `"RW"`):
             `"UW"`: equal weights; `"RW"` (reverse weighting, the paper's baseline): weights `m, m−1, …, 1`
             normalised, so smaller k weigh more.
@@ -194,7 +269,10 @@ class MatryoshkaSAEConfig(SAEConfig):
         "2025): nested TopK levels trained jointly, so small k uses the most general concepts."
     )
 
-    def __init__(self, levels: Sequence[int] = (64, 128, 256, 512), weighting: str = "RW", k=None, **kwargs):
+    def __init__(self, levels: Optional[Sequence[int]] = None, weighting: str = "RW", k=None, **kwargs):
+        if levels is None:
+            n = _resolved_n_latents(kwargs.get("d_in", 768), kwargs.get("expansion_factor", 8), kwargs.get("n_latents"))
+            levels = matryoshka_levels(n if isinstance(n, int) else 6144)
         levels = [int(level) for level in levels]
         if not levels:
             raise ValueError("levels=[] must name at least one k")

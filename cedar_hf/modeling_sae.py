@@ -1,9 +1,15 @@
-"""The shared base of the sparse-autoencoder family (paper App. B; MSAE repo).
+"""The shared base of the sparse-autoencoder family (paper App. B; MSAE repo, github.com/WolodjaZ/MSAE).
 
 Inputs are standardised, `x_c = (x − μ)·s` with μ the training mean and `s = √d / E‖x − μ‖` (the paper's "√n
 scaling"); both are buffers saved with the model. Then `pre = W_enc(x_c − b_dec) + b_enc`, `z = act(pre)`,
 `x̂_c = W_dec z + b_dec`, `x̂ = x̂_c / s + μ`. Each variant overrides only `_activate` (and, where its paper says
-so, its sparsity loss). Decoder rows are kept unit norm in the standardised space by the trainer.
+so, its sparsity loss). The reconstruction loss is MSAE's per-sample normalised MSE by default
+(`config.reconstruction_loss`), so it does not depend on s. Decoder rows are kept unit norm in the standardised
+space by the trainer, with the encoder rescaled to match (MSAE's `scale_to_unit_norm`).
+
+Deviation, named: MSAE's code (`utils.py` `SAEDataset`) divides √d by the mean *squared* norm E‖x − μ‖², not by
+E‖x − μ‖ as the paper's "√n scaling" reads; we follow the paper. With the scale-free losses only the optimiser's
+step size relative to the inputs differs.
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
         x_c = self.standardize(flat)
         pre, z, x_hat_c = self._codes_and_reconstruction(x_c, k)
         reconstruction_loss = self._reconstruction_loss(x_c, pre, z, x_hat_c)
-        auxiliary_loss = self._sparsity_loss(pre, z) + self._aux_k_loss(x_c, x_hat_c, pre)
+        auxiliary_loss = self._sparsity_loss(x_c, pre, z) + self._aux_k_loss(x_c, x_hat_c, pre)
         if self.training:
             self._update_dead_latents(z)
         x_hat = self.unstandardize(x_hat_c)
@@ -151,10 +157,25 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
     def _mse(x_c: torch.Tensor, x_hat_c: torch.Tensor) -> torch.Tensor:
         return (x_c - x_hat_c).pow(2).mean()
 
-    def _reconstruction_loss(self, x_c, pre, z, x_hat_c) -> torch.Tensor:
+    @staticmethod
+    def _nmse(x_c: torch.Tensor, x_hat_c: torch.Tensor) -> torch.Tensor:
+        """MSAE's per-sample normalised MSE (MSAE `loss.py` `normalized_mean_squared_error`, the data already
+        centred): `mean_i ‖x_c,i − x̂_c,i‖² / ‖x_c,i‖²`. Scale-free. A sample equal to the mean (‖x_c,i‖ = 0) has
+        no defined ratio; its denominator is floored at 1e-12 of the batch's mean squared norm."""
+        power = x_c.pow(2).sum(-1)  # (B,)
+        floor = power.mean().detach().clamp_min(1e-30) * 1e-12
+        return ((x_c - x_hat_c).pow(2).sum(-1) / power.clamp_min(floor)).mean()
+
+    def reconstruction_error(self, x_c: torch.Tensor, x_hat_c: torch.Tensor) -> torch.Tensor:
+        """The configured reconstruction loss (`config.reconstruction_loss`) in the standardised space."""
+        if self.config.reconstruction_loss == "nmse":
+            return self._nmse(x_c, x_hat_c)
         return self._mse(x_c, x_hat_c)
 
-    def _sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _reconstruction_loss(self, x_c, pre, z, x_hat_c) -> torch.Tensor:
+        return self.reconstruction_error(x_c, x_hat_c)
+
+    def _sparsity_loss(self, x_c: torch.Tensor, pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return pre.new_zeros(())
 
     @property
@@ -163,29 +184,42 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
         return self.tokens_since_fired >= self.config.dead_tokens_threshold
 
     def _update_dead_latents(self, z: torch.Tensor) -> None:
+        """Called after the loss, so a step's aux-k uses the mask from before it (sparsify's order)."""
         with torch.no_grad():
             self.tokens_since_fired += z.shape[0]
             self.tokens_since_fired[(z != 0).any(0)] = 0
 
     def _aux_k_loss(self, x_c: torch.Tensor, x_hat_c: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
-        """Gao et al.'s aux-k: the top `aux_k` dead latents reconstruct the residual, normalised by its variance."""
+        """Gao et al.'s aux-k as sparsify computes it (`sparsify/sparse_coder.py`): the top `aux_k` dead
+        pre-activations reconstruct the detached residual; the squared error is divided by the batch's total
+        variance `Σ‖x_c − mean(x_c)‖²` and scaled by `min(n_dead / aux_k, 1)`, so a few dead latents weigh
+        little. Off when `aux_k_coefficient == 0` (MSAE)."""
         if not self.training or self.config.aux_k_coefficient == 0:
             return pre.new_zeros(())
         dead = self.dead_latents
         n_dead = int(dead.sum())
         if n_dead == 0:
             return pre.new_zeros(())
+        scale = min(n_dead / self.config.aux_k, 1.0)
         residual = (x_c - x_hat_c).detach()
         dead_pre = torch.relu(pre).masked_fill(~dead, 0.0)
         aux_z = per_sample_topk(dead_pre, min(self.config.aux_k, n_dead))
         residual_hat = aux_z @ self.W_dec
-        denominator = (residual - residual.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
-        return self.config.aux_k_coefficient * (residual - residual_hat).pow(2).sum() / denominator
+        total_variance = (x_c - x_c.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
+        return self.config.aux_k_coefficient * scale * (residual_hat - residual).pow(2).sum() / total_variance
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
-        """Project decoder rows back to unit norm (called by the trainer after every step)."""
-        self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+        """Scale decoder rows to unit norm and the matching encoder rows and biases by the same factor, so the
+        model's function is unchanged (MSAE `sae.py` `scale_to_unit_norm`). Called by the trainer every step."""
+        norm = self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)  # (n, 1)
+        self.W_dec.div_(norm)
+        self.W_enc.mul_(norm)
+        self.b_enc.mul_(norm.squeeze(-1))
+        self._rescale_variant_state(norm.squeeze(-1))
+
+    def _rescale_variant_state(self, norm: torch.Tensor) -> None:
+        """Rescale per-latent state in pre-activation units (JumpReLU's thresholds) by `norm` `(n,)`."""
 
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:

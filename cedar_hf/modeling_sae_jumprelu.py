@@ -54,27 +54,32 @@ class _Step(torch.autograd.Function):
 class JumpReLUSAE(SparseAutoencoder):
     """
     `z = pre·H(pre − θ_i)` with learnt per-latent thresholds `θ_i = exp(log_threshold_i)` (a parameter, saved),
-    straight-through gradients, and an L0 penalty `λ Σ_i H(pre_i − θ_i)`.
+    straight-through gradients, and an L0 penalty `λ Σ_i H(pre_i − θ_i)`. ε and θ₀ are used relative to the
+    input scale √d (`config.effective_bandwidth`, `config.effective_initial_threshold`): the paper's values are
+    for unit-scale inputs.
     """
 
     config_class = JumpReLUSAEConfig
 
     def _build_variant_state(self, config: JumpReLUSAEConfig) -> None:
-        self.log_threshold = nn.Parameter(torch.full((config.n_latents,), math.log(config.initial_threshold)))
+        self.log_threshold = nn.Parameter(torch.full((config.n_latents,), math.log(config.effective_initial_threshold)))
 
     def _init_variant_state(self) -> None:
-        self.log_threshold.fill_(math.log(self.config.initial_threshold))
+        self.log_threshold.fill_(math.log(self.config.effective_initial_threshold))
+
+    def _rescale_variant_state(self, norm: torch.Tensor) -> None:
+        self.log_threshold.add_(norm.log())  # θ scales with the encoder row (MSAE `scale_to_unit_norm`)
 
     @property
     def threshold(self) -> torch.Tensor:
         return self.log_threshold.exp()
 
     def _activate(self, pre: torch.Tensor, k: Optional[int]) -> torch.Tensor:
-        z = _JumpReLU.apply(pre, self.threshold, self.config.bandwidth)
+        z = _JumpReLU.apply(pre, self.threshold, self.config.effective_bandwidth)
         return z if k is None else per_sample_topk(z, k)
 
-    def _sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        l0 = _Step.apply(pre, self.threshold, self.config.bandwidth).sum(-1).mean()
+    def _sparsity_loss(self, x_c: torch.Tensor, pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        l0 = _Step.apply(pre, self.threshold, self.config.effective_bandwidth).sum(-1).mean()
         return self.config.l0_coefficient * l0
 
 

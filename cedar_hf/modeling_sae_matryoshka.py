@@ -10,9 +10,9 @@ from .modeling_sae_topk import TopKSAE
 
 class MatryoshkaSAE(TopKSAE):
     """
-    One encoder, nested TopK levels `k₁ < k₂ < …`: the loss is `Σ_j w_j·MSE(x, x̂^{(k_j)})`, so the first k₁
-    codes must already reconstruct well and later ones refine. Inference is TopK with the largest level
-    (or any k). Only the training loss differs from TopK.
+    One encoder, nested TopK levels `k₁ < k₂ < …`: the loss is `Σ_j w_j·NMSE(x, x̂^{(k_j)})` with normalised
+    weights (MSAE `train.py`), so the first k₁ codes must already reconstruct well and later ones refine.
+    Inference is TopK with the largest level (or any k). Only the training loss differs from TopK.
     """
 
     config_class = MatryoshkaSAEConfig
@@ -24,13 +24,13 @@ class MatryoshkaSAE(TopKSAE):
 
     def _reconstruction_loss(self, x_c, pre, z, x_hat_c) -> torch.Tensor:
         if not self.training:
-            return self._mse(x_c, x_hat_c)
+            return self.reconstruction_error(x_c, x_hat_c)
         acts = torch.relu(pre)
         top = acts.topk(self.config.levels[-1], dim=-1, sorted=True)  # (B, k_max), largest first
         loss = x_c.new_zeros(())
         for level, weight in zip(self.config.levels, self.level_weights()):
             z_level = torch.zeros_like(acts).scatter(-1, top.indices[:, :level], top.values[:, :level])
-            loss = loss + weight * self._mse(x_c, z_level @ self.W_dec + self.b_dec)
+            loss = loss + weight * self.reconstruction_error(x_c, z_level @ self.W_dec + self.b_dec)
         return loss
 
 

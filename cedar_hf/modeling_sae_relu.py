@@ -11,7 +11,8 @@ from .modeling_sae import SparseAutoencoder, per_sample_topk
 
 
 class ReLUSAE(SparseAutoencoder):
-    """`z = ReLU(pre)`; loss `MSE + λ Σ_i z_i ‖W_dec[i]‖`. An explicit `k` keeps only the k largest codes."""
+    """`z = ReLU(pre)`; loss `NMSE + λ·mean_i ‖z_i‖₁ / ‖x_c,i‖` (MSAE `loss.py` `normalized_L1_loss`: both terms
+    scale-free). An explicit `k` keeps only the k largest codes."""
 
     config_class = ReLUSAEConfig
 
@@ -19,8 +20,10 @@ class ReLUSAE(SparseAutoencoder):
         z = torch.relu(pre)
         return z if k is None else per_sample_topk(z, k)
 
-    def _sparsity_loss(self, pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.config.l1_coefficient * (z * self.W_dec.norm(dim=-1)).sum(-1).mean()
+    def _sparsity_loss(self, x_c: torch.Tensor, pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        norm = x_c.norm(dim=-1)  # (B,)
+        floor = norm.mean().detach().clamp_min(1e-30) * 1e-6  # a sample at the mean has no defined ratio
+        return self.config.l1_coefficient * (z.abs().sum(-1) / norm.clamp_min(floor)).mean()
 
 
 __all__ = ["ReLUSAE"]

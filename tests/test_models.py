@@ -151,8 +151,9 @@ def test_matryoshka_weighting_and_nested_loss():
     assert rw.level_weights() == pytest.approx([3 / 6, 2 / 6, 1 / 6])
     x = torch.randn(32, D)
     rw.eval()
-    expected = sum(
-        w * (rw.standardize(x) - rw.standardize(rw.reconstruct(x, k=level))).pow(2).mean()
+    x_c = rw.standardize(x)
+    expected = sum(  # MSAE's per-sample normalised MSE at each level
+        w * ((x_c - rw.standardize(rw.reconstruct(x, k=level))).pow(2).sum(-1) / x_c.pow(2).sum(-1)).mean()
         for level, w in zip([2, 4, 8], rw.level_weights())
     )
     rw.train()
@@ -162,7 +163,7 @@ def test_matryoshka_weighting_and_nested_loss():
 
 
 def test_topk_aux_loss_acts_on_dead_latents():
-    model = build_model("topk_sae", D, dead_tokens_threshold=1).train()
+    model = build_model("topk_sae", D, dead_tokens_threshold=1, aux_k_coefficient=1 / 32).train()  # off by default
     x = torch.randn(32, D)
     assert float(model(x).auxiliary_loss.detach()) == 0.0  # nothing is dead before any token was seen
     model.tokens_since_fired.fill_(10)  # now every latent counts as dead

@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 import cedar_hf
 from builders import ARCHITECTURES, build_model, planted_sparse
 from cedar_hf.training import EmbeddingStream, TrainingArgs, evaluate_stream, mixture_rows, train
-from cedar_hf.training.recipes import lr_multiplier
+from cedar_hf.training.recipes import lr_multiplier, resolve_recipe
 
 
 def _dataset(z: torch.Tensor, **columns) -> datasets.Dataset:
@@ -52,7 +52,8 @@ def test_planted_cedar_rotation_is_recovered(tmp_path):
     out = tmp_path / "run"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval/fvu"] <= 0.02 and [h["step"] for h in metrics["history"]] == [300, 600]
-    assert TrainingArgs.from_json_file(out / "training_args.json") == args
+    # the saved settings are the resolved ones: the recipe's values fill what `args` left unset
+    assert TrainingArgs.from_json_file(out / "training_args.json") == resolve_recipe(model, args, 20_000, True)
     reloaded = cedar_hf.CedarModel.from_pretrained(out)
     assert torch.allclose(reloaded.rotation, model.rotation, atol=1e-6)
     assert reloaded.config.training_data["rows"] == 20_000

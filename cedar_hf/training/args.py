@@ -14,6 +14,7 @@ from ..atomic import read_json, write_json
 from ..data import parse_mixture
 
 LR_SCHEDULES = ("msae", "constant", "linear", "cosine")
+RECIPES = ("cedar-hf", "msae")  # named presets of the fields left unset (see `cedar_hf.training.recipes`)
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "trackio", "all", "none")
 
 
@@ -30,12 +31,26 @@ class TrainingArgs:
         metadata=_help("Folder for the final model (save_pretrained), training_args.json, metrics.json, "
                        "checkpoints/ and tracker logs/."),
     )
-    batch_size: int = field(
-        default=1024,
-        metadata=_help("GLOBAL batch: rows per optimiser step summed over all processes (each process reads "
-                       "batch_size / num_processes rows). Token datasets: rows, each holding all its tokens."),
+    recipe: str = field(
+        default="cedar-hf",
+        metadata=_help("Named preset for every setting left unset here: 'msae' = the paper's baselines exactly "
+                       "(MSAE's code: lr 5e-5 ReLU / 5e-4 TopK, BatchTopK / 1e-4 Matryoshka, batch 4096, 30 epochs, "
+                       "Adam eps 6.25e-10, gradient clipping 1.0, no aux-k); 'cedar-hf' = ours for 1e4-1e6 rows "
+                       "(batch 1024, 30 epochs, stop on a held-out FVU plateau, see the README).",
+                       choices=list(RECIPES)),
     )
-    learning_rate: float = field(default=1e-3, metadata=_help("Peak learning rate (Adam)."))
+    batch_size: Optional[int] = field(
+        default=None,
+        metadata=_help("GLOBAL batch: rows per optimiser step summed over all processes (each process reads "
+                       "batch_size / num_processes rows). Token datasets: rows, each holding all its tokens. "
+                       "Unset: the recipe's (cedar-hf 1024, msae 4096)."),
+    )
+    learning_rate: Optional[float] = field(
+        default=None, metadata=_help("Peak learning rate (Adam). Unset: the recipe's value for the architecture.")
+    )
+    adam_epsilon: Optional[float] = field(
+        default=None, metadata=_help("Adam ε. Unset: the recipe's (both: 6.25e-10, as MSAE and openai).")
+    )
     adam_beta1: float = field(default=0.9, metadata=_help("Adam β1."))
     adam_beta2: float = field(default=0.999, metadata=_help("Adam β2."))
     weight_decay: float = field(default=0.0, metadata=_help("Decoupled weight decay (AdamW); 0 is plain Adam."))
@@ -43,8 +58,10 @@ class TrainingArgs:
         default=None,
         metadata=_help("Total optimiser steps; overrides num_epochs. The LR schedule is laid out over it."),
     )
-    num_epochs: float = field(
-        default=1.0, metadata=_help("Passes over the training rows when max_steps is not given (may be fractional).")
+    num_epochs: Optional[float] = field(
+        default=None,
+        metadata=_help("Passes over the training rows when max_steps is not given (may be fractional). Unset: the "
+                       "recipe's (30)."),
     )
     warmup_steps: int = field(default=0, metadata=_help("Linear learning-rate warm-up from 0 over this many steps."))
     lr_schedule: str = field(
@@ -57,7 +74,16 @@ class TrainingArgs:
         default=0.2, metadata=_help("Share of the steps at the end over which the 'msae' schedule decays to 0.")
     )
     max_grad_norm: Optional[float] = field(
-        default=None, metadata=_help("Clip the global gradient norm to this value; unset: no clipping.")
+        default=None,
+        metadata=_help("Clip the global gradient norm to this value; 0: no clipping; unset: the recipe's (1.0)."),
+    )
+    plateau_patience: Optional[int] = field(
+        default=None,
+        metadata=_help("Stop when the held-out FVU has not improved by plateau_min_delta (relative) for this many "
+                       "evaluations; needs an evaluation set; 0: never. Unset: the recipe's (cedar-hf 3, msae 0)."),
+    )
+    plateau_min_delta: float = field(
+        default=0.002, metadata=_help("Relative held-out FVU improvement that resets the plateau count.")
     )
     seed: int = field(default=0, metadata=_help("Seed of the initialisation, the per-epoch shuffles and CEDAR's k draws."))
     curriculum_steps: Optional[int] = field(
@@ -126,9 +152,9 @@ class TrainingArgs:
     disable_tqdm: bool = field(default=False, metadata=_help("Hide the progress bar."))
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "eval_batch_size", "logging_steps"):
+        for name in ("eval_batch_size", "logging_steps"):
             _check_positive(name, getattr(self, name))
-        for name in ("max_steps", "save_steps", "eval_steps", "stop_after_steps", "statistics_rows",
+        for name in ("batch_size", "max_steps", "save_steps", "eval_steps", "stop_after_steps", "statistics_rows",
                      "eval_max_rows"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
@@ -139,16 +165,23 @@ class TrainingArgs:
             raise ValueError(f"curriculum_steps={self.curriculum_steps} must be >= 0")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 0")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
-        if self.max_steps is None and not self.num_epochs > 0:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe={self.recipe!r} must be one of {RECIPES}")
+        for name in ("learning_rate", "adam_epsilon"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        if self.max_steps is None and self.num_epochs is not None and not self.num_epochs > 0:
             raise ValueError(f"num_epochs={self.num_epochs} must be > 0 when max_steps is not given")
+        if self.plateau_patience is not None and (isinstance(self.plateau_patience, bool) or self.plateau_patience < 0):
+            raise ValueError(f"plateau_patience={self.plateau_patience!r} must be an integer >= 0")
+        if not 0.0 <= self.plateau_min_delta < 1.0:
+            raise ValueError(f"plateau_min_delta={self.plateau_min_delta} must be in [0, 1)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r} must be one of {LR_SCHEDULES}")
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise ValueError(f"decay_fraction={self.decay_fraction} must be in [0, 1]")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be >= 0 (0: no clipping)")
         if self.mixture is not None:
             parse_mixture(self.mixture)
         unknown = [t for t in self.trackers if t not in TRACKERS]
@@ -182,4 +215,4 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name}={value!r} must be a positive integer")
 
 
-__all__ = ["LR_SCHEDULES", "TrainingArgs"]
+__all__ = ["LR_SCHEDULES", "RECIPES", "TrainingArgs"]

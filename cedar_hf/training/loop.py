@@ -34,7 +34,7 @@ from ..data import (
 from .args import TrainingArgs
 from .checkpoint import TrainerState, clean_checkpoint_temporaries, resolve_checkpoint, save_checkpoint
 from .evaluate import evaluate_stream
-from .recipes import Recipe, curriculum_k, lr_multiplier, select_recipe
+from .recipes import Recipe, build_optimizer, curriculum_k, lr_multiplier, resolve_recipe, select_recipe
 from .resume import check_same_data, prepare_output_dir, resume_args, resume_model
 
 logger = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
         args = resume_args(args, checkpoint)
     elif model is None:
         raise ValueError("train(model=None, ...) needs resume_from_checkpoint (the model then comes from it)")
+    args = resolve_recipe(model, args, rows=len(stream), has_eval=eval_stream is not None)  # fill unset fields
     if callable(getattr(model, "fit_embeddings", None)):
         return _fit_without_gradients(model, dataset, stream, eval_stream, args)
     accelerator = _make_accelerator(args)
@@ -174,8 +175,7 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
             return model
         return _finish(model, args, eval_stream, state, {"note": "no trainable parameters"})
 
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  weight_decay=args.weight_decay)
+    optimizer = build_optimizer(params, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
         step, total_steps, args.warmup_steps, args.lr_schedule, args.decay_fraction))
     # The scheduler is stepped by hand (not prepared) so it advances once per global step on any process count.
@@ -194,7 +194,7 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
                          args, end, total_steps)
     save_checkpoint(accelerator, model, args, args.output_dir, state.step)  # kept as is when it exists
     accelerator.end_training()
-    if state.step < total_steps:  # stopped early on purpose: only the checkpoint
+    if state.step < total_steps and not recipe.plateau.stopped:  # stopped early on purpose: only the checkpoint
         return model
     if not accelerator.is_main_process:
         return model
@@ -254,7 +254,7 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
             out = wrapped(x.to(accelerator.device), k=k) if k is not None else wrapped(x.to(accelerator.device))
         accelerator.backward(out.loss)
         recipe.before_optimizer_step(model)
-        if args.max_grad_norm is not None:
+        if args.max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -268,7 +268,8 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
             bar.set_postfix(loss=f"{logged['train/loss']:.4g}", fvu=f"{logged['train/fvu']:.4f}",
                             K=f"{logged['train/l0']:.1f}", lr=f"{logged['train/lr']:.2e}")
         if eval_stream is not None and args.eval_steps and state.step % args.eval_steps == 0:
-            _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)
+            if recipe.should_stop(accelerator, _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)):
+                break  # held-out plateau (recipe)
         if args.save_steps and state.step % args.save_steps == 0:
             save_checkpoint(accelerator, model, args, args.output_dir, state.step)
         tick = time.perf_counter()
@@ -276,7 +277,8 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
     elapsed = time.perf_counter() - started
     rows = (state.step - start_step) * args.batch_size
     return {**state.last_logged, "train/runtime_s": state.runtime_s,
-            "train/samples_per_second": rows / elapsed if elapsed and rows else 0.0}
+            "train/samples_per_second": rows / elapsed if elapsed and rows else 0.0,
+            "train/stopped_on_plateau": recipe.plateau.stopped}
 
 
 def _log_training(accelerator, model, recipe: Recipe, out, k, scheduler, step: int) -> dict:

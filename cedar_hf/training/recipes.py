@@ -1,4 +1,18 @@
-"""Training recipes: what happens around the gradient step for each family, chosen by capability, not type.
+"""Training recipes: the named presets of `TrainingArgs.recipe`, and what happens around the gradient step for each
+family (chosen by capability, not type).
+
+Named presets (`resolve_recipe` fills every `TrainingArgs` field left unset):
+
+- **`msae`** — the paper's baselines exactly: MSAE's defaults (github.com/WolodjaZ/MSAE, `config.py`
+  `TrainConfig` and `get_config`; `train.py`): AdamW (weight decay 0) with lr 5e-5 ReLU / 5e-4 TopK, BatchTopK /
+  1e-4 Matryoshka (1e-3, `TrainConfig`'s default, for anything else), ε 6.25e-10, β (0.9, 0.999), batch 4096,
+  30 epochs, constant LR then linear decay to 0 over the last 20 % (`LinearDecayLR`, decay_time 0.8), gradient
+  norm clipped to 1.0, no aux-k loss (it forces `aux_k_coefficient = 0` on the model), no early stopping.
+- **`cedar-hf`** — ours, for datasets of 10⁴–10⁶ rows: MSAE's optimiser (ε, β, clipping, schedule) with batch 1024
+  (4× the steps per epoch), lr 5e-4 for every SAE (MSAE's 5e-5 for ReLU is tuned for millions of rows and does not
+  move a ReLU SAE in the few hundred steps 30 epochs of 10⁵ rows give), 3e-3 for CEDAR, up to 30 epochs, stopped
+  when the held-out FVU has not improved by 0.2 % for 3 evaluations (one per epoch when an evaluation set is given).
+  It leaves the model's own loss settings (aux-k, ...) as configured.
 
 - **CEDAR** (paper App. A; any model with `set_mean`): b = the training mean over all tokens, computed before
   training; k follows the curriculum `k(t) = round(D + (t/τ)(k_target − D))` for t ≤ τ, then
@@ -10,14 +24,81 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+import logging
 import math
 from typing import Optional
 
+from accelerate.utils import broadcast
 import numpy as np
 import torch
 
 from ..data import EmbeddingStream, compute_mean, compute_mean_norm
-from .args import TrainingArgs
+from .args import RECIPES, TrainingArgs
+
+logger = logging.getLogger(__name__)
+
+# MSAE `config.py`: per-architecture learning rates; `TrainConfig.lr` (1e-3) for the rest.
+MSAE_LEARNING_RATES = {"relu_sae": 5e-5, "topk_sae": 5e-4, "batchtopk_sae": 5e-4, "matryoshka_sae": 1e-4}
+CEDAR_HF_LEARNING_RATES = {"relu_sae": 5e-4, "topk_sae": 5e-4, "batchtopk_sae": 5e-4, "matryoshka_sae": 5e-4,
+                           "jumprelu_sae": 5e-4, "cedar": 3e-3}
+RECIPE_DEFAULTS = {
+    "msae": dict(batch_size=4096, num_epochs=30.0, adam_epsilon=6.25e-10, max_grad_norm=1.0, plateau_patience=0),
+    "cedar-hf": dict(batch_size=1024, num_epochs=30.0, adam_epsilon=6.25e-10, max_grad_norm=1.0, plateau_patience=3),
+}
+RECIPE_LEARNING_RATES = {"msae": (MSAE_LEARNING_RATES, 1e-3), "cedar-hf": (CEDAR_HF_LEARNING_RATES, 1e-3)}
+
+
+def recipe_learning_rate(recipe: str, model_type: str) -> float:
+    """The peak learning rate a named recipe gives an architecture (`model_type` of its config)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe={recipe!r} must be one of {RECIPES}")
+    rates, fallback = RECIPE_LEARNING_RATES[recipe]
+    return rates.get(model_type, fallback)
+
+
+def resolve_recipe(model, args: TrainingArgs, rows: Optional[int] = None, has_eval: bool = False) -> TrainingArgs:
+    """A copy of `args` with every unset field filled from `args.recipe` for this model (see the module doc).
+    `rows` (training rows) sets one evaluation per epoch when the recipe stops on a plateau and `eval_steps` is
+    unset. The `msae` recipe also switches the model's aux-k loss off, as MSAE has none."""
+    values = {name: value for name, value in RECIPE_DEFAULTS[args.recipe].items() if getattr(args, name) is None}
+    if args.learning_rate is None:
+        values["learning_rate"] = recipe_learning_rate(args.recipe, getattr(model.config, "model_type", ""))
+    patience = values.get("plateau_patience", args.plateau_patience)
+    batch = values.get("batch_size", args.batch_size)
+    if patience and has_eval and args.eval_steps is None and rows:
+        values["eval_steps"] = max(1, rows // batch)
+    if args.recipe == "msae" and getattr(model.config, "aux_k_coefficient", 0):
+        logger.warning("recipe='msae': aux_k_coefficient=%s set to 0 (MSAE has no aux-k loss)",
+                       model.config.aux_k_coefficient)
+        model.config.aux_k_coefficient = 0.0
+    return replace(args, **values)
+
+
+def build_optimizer(params, args: TrainingArgs) -> torch.optim.Optimizer:
+    """AdamW with the resolved recipe's settings (MSAE `train.py`: AdamW, ε 6.25e-10, weight decay 0)."""
+    return torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                             eps=args.adam_epsilon if args.adam_epsilon is not None else 1e-8,
+                             weight_decay=args.weight_decay)
+
+
+class PlateauStopper:
+    """Stop when the held-out FVU has not improved by `min_delta` (relative) for `patience` evaluations."""
+
+    def __init__(self, patience: Optional[int], min_delta: float):
+        self.patience, self.min_delta = int(patience or 0), float(min_delta)
+        self.best, self.bad, self.stopped = math.inf, 0, False
+
+    def update(self, fvu: Optional[float]) -> bool:
+        """Record one evaluation; True when training should stop."""
+        if not self.patience or fvu is None or not math.isfinite(fvu):
+            return False
+        if fvu < self.best * (1.0 - self.min_delta):
+            self.best, self.bad = fvu, 0
+        else:
+            self.bad += 1
+        self.stopped = self.bad >= self.patience
+        return self.stopped
 
 
 def curriculum_k(step: int, d_in: int, k_target: int, tau: int, seed: int) -> int:
@@ -57,6 +138,16 @@ class Recipe:
 
     def __init__(self, model, args: TrainingArgs):
         self.args = args
+        self.plateau = PlateauStopper(args.plateau_patience, args.plateau_min_delta)
+
+    def should_stop(self, accelerator, metrics: dict) -> bool:
+        """After an evaluation: has the held-out FVU plateaued? Decided on the main process (the only one that
+        evaluates) and broadcast, so every process leaves the loop at the same step."""
+        flag = torch.tensor([float(self.plateau.update(metrics.get("eval/fvu")))], device=accelerator.device)
+        if accelerator.num_processes > 1:
+            flag = broadcast(flag)
+        self.plateau.stopped = bool(flag.item())
+        return self.plateau.stopped
 
     def prepare(self, model, stream: EmbeddingStream) -> dict:
         """Set data statistics on the model before training; returns them for logging / provenance."""
@@ -134,4 +225,5 @@ def select_recipe(model, args: TrainingArgs) -> Recipe:
     return Recipe(model, args)
 
 
-__all__ = ["CedarRecipe", "Recipe", "SAERecipe", "curriculum_k", "lr_multiplier", "select_recipe"]
+__all__ = ["CedarRecipe", "PlateauStopper", "RECIPE_DEFAULTS", "Recipe", "SAERecipe", "build_optimizer",
+           "curriculum_k", "lr_multiplier", "recipe_learning_rate", "resolve_recipe", "select_recipe"]
