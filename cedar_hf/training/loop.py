@@ -268,7 +268,8 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
             bar.set_postfix(loss=f"{logged['train/loss']:.4g}", fvu=f"{logged['train/fvu']:.4f}",
                             K=f"{logged['train/l0']:.1f}", lr=f"{logged['train/lr']:.2e}")
         if eval_stream is not None and args.eval_steps and state.step % args.eval_steps == 0:
-            if recipe.should_stop(accelerator, _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)):
+            metrics = _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)
+            if recipe.should_stop(accelerator, metrics, model, state.step):
                 break  # held-out plateau (recipe)
         if args.save_steps and state.step % args.save_steps == 0:
             save_checkpoint(accelerator, model, args, args.output_dir, state.step)

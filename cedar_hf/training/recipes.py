@@ -140,10 +140,16 @@ class Recipe:
         self.args = args
         self.plateau = PlateauStopper(args.plateau_patience, args.plateau_min_delta)
 
-    def should_stop(self, accelerator, metrics: dict) -> bool:
+    def plateau_start(self, model) -> int:
+        """Evaluations up to this step do not count towards the plateau (CEDAR: its k curriculum)."""
+        return 0
+
+    def should_stop(self, accelerator, metrics: dict, model=None, step: int = 0) -> bool:
         """After an evaluation: has the held-out FVU plateaued? Decided on the main process (the only one that
         evaluates) and broadcast, so every process leaves the loop at the same step."""
-        flag = torch.tensor([float(self.plateau.update(metrics.get("eval/fvu")))], device=accelerator.device)
+        counted = model is None or step > self.plateau_start(model)
+        stop = self.plateau.update(metrics.get("eval/fvu")) if counted else False
+        flag = torch.tensor([float(stop)], device=accelerator.device)
         if accelerator.num_processes > 1:
             flag = broadcast(flag)
         self.plateau.stopped = bool(flag.item())
@@ -178,6 +184,9 @@ class CedarRecipe(Recipe):
         mean = compute_mean(stream, self.args.statistics_rows)
         model.set_mean(mean)
         return {"mean_norm": float(mean.norm())}
+
+    def plateau_start(self, model) -> int:
+        return self.tau(model)  # the held-out FVU at k_target only settles once k has reached it
 
     def tau(self, model) -> int:
         if self.args.curriculum_steps is not None:
