@@ -122,7 +122,7 @@ def test_explain_command_top_examples(named, tmp_path):
     assert result.output.count("planted7") >= 5  # the heading and the four top rows, each containing the word
     assert (tmp_path / "out" / "top_examples.png").exists()
     missing = CliRunner().invoke(app, ["explain", "--model", str(tmp_path / "dict")])
-    assert missing.exit_code != 0 and "--top-examples" in missing.output
+    assert missing.exit_code != 0 and "--data DATASET" in missing.output
 
 
 def test_negative_coefficients_show_the_other_ends_name(named):

@@ -243,12 +243,12 @@ def test_push_command(model_folder, fake_hub, monkeypatch):
 
     from cedar_hf.cli import app
 
-    result = CliRunner().invoke(app, ["push", str(model_folder), "user/cli-push", "--token", TOKEN, "--private"])
+    result = CliRunner().invoke(app, ["push", "user/cli-push", "-m", str(model_folder), "--token", TOKEN, "--private"])
     assert result.exit_code == 0, result.output
     assert TOKEN not in result.output
     assert fake_hub["create_repo"][0][0] == "user/cli-push" and fake_hub["create_repo"][0][1]["private"] is True
     assert (fake_hub["uploaded"] / "README.md").exists()
     monkeypatch.setattr(hub, "get_token", lambda: None)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    failed = CliRunner().invoke(app, ["push", str(model_folder), "user/cli-push"])
+    failed = CliRunner().invoke(app, ["push", "user/cli-push", "-m", str(model_folder)])
     assert failed.exit_code == 1 and "No Hugging Face token" in failed.output

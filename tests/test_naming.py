@@ -147,7 +147,7 @@ def test_name_command_with_a_tiny_text_encoder(tmp_path):
     model.save_pretrained(tmp_path / "dict")
     words = tmp_path / "words.txt"
     words.write_text("\n".join(dict.fromkeys(WORDS[10:60])))
-    result = CliRunner().invoke(app, ["name", str(tmp_path / "dict"), "--vocabulary", str(words), "--show", "3"])
+    result = CliRunner().invoke(app, ["name", "-m", str(tmp_path / "dict"), "--vocabulary", str(words), "--show", "3"])
     assert result.exit_code == 0, result.output
     assert "named 24 latents" in result.output and len(result.output.strip().splitlines()) == 4
     loaded = cedar_hf.CedarModel.from_pretrained(tmp_path / "dict")

@@ -220,9 +220,9 @@ def test_cli_help_explains_every_training_option():
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     for field in fields(TrainingArgs):
-        assert f"--{field.name}" in text, field.name
+        assert f"--{field.name.replace('_', '-')}" in text, field.name
         assert " ".join(field.metadata["help"].split())[:40] in text, field.name
-    for option in ("--data", "--architecture", "--config", "--seeds", "--resume", "--mixture", "--eval_fraction"):
+    for option in ("--data", "--architecture", "--config", "--seeds", "--resume", "--mixture", "--eval-fraction"):
         assert option in text
 
 

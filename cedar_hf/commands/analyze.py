@@ -7,14 +7,25 @@ from typing import List, Optional
 
 import typer
 
-from . import load_dictionary_option
+from . import DATA_HELP, MODEL_HELP, command_class, load_dictionary_option
+
+HELP = (
+    "Energy distribution, modality histograms (paper Fig. 4), modality-classifier accuracies (Fig. 6), strongest "
+    "bridge pairs with concept names and stability vs top-N (Fig. 2) of a dictionary over an embedding dataset; "
+    "writes analysis.json and PNGs to --output-dir. An analysis whose data is missing is skipped and the command "
+    "says why (analysis.json keeps the reason under `skipped`): modality needs a `modality` column with two "
+    "values, bridges also need aligned pairs (a `pair_id` column or --pairs), stability needs --reference.\n\n"
+    "Examples:\n\n"
+    "  cedar-hf analyze -m runs/cedar -d emb -o analysis\n\n"
+    "  cedar-hf analyze -m runs/cedar -d coco_emb -o runs/cedar/analysis -r runs/cedar_seed1 --pairs pairs.csv"
+)
 
 
 def analyze(
-    model: str = typer.Option(..., "--model", "-m", help="Dictionary folder (save_pretrained output) to analyse."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
-        ..., "--data", "-d", help="Embedding dataset folder (from `cedar-hf extract`; needs an `embedding` column; "
-        "a `modality` column enables modality scores, a `pair_id` column or --pairs enables bridges)."
+        ..., "--data", "-d", help=DATA_HELP + " A `modality` column enables modality scores, a `pair_id` column or "
+        "--pairs enables bridges."
     ),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where analysis.json and the PNGs are written."),
     pairs: Optional[Path] = typer.Option(
@@ -29,10 +40,8 @@ def analyze(
     ),
     batch_size: int = typer.Option(1024, help="Embeddings encoded at once."),
     bins: int = typer.Option(20, help="Bins of the modality and classifier histograms."),
-    top_pairs: int = typer.Option(20, help="How many of the strongest bridge pairs to report."),
+    top: int = typer.Option(20, "--top", "-n", help="How many of the strongest bridge pairs to report."),
 ) -> None:
-    """Energy distribution, modality histograms (paper Fig. 4), modality-classifier accuracies (Fig. 6), strongest
-    bridge pairs with concept names and stability vs top-N (Fig. 2) of a dictionary over an embedding dataset."""
     from cedar_hf.analysis import analyze_dictionary
 
     names = tuple(part.strip() for part in modalities.split(",")) if modalities else None
@@ -42,7 +51,7 @@ def analyze(
     references = {f"vs {Path(path).name}": load_dictionary_option(path) for path in reference}
     result = analyze_dictionary(
         dictionary, data, pairs=pairs, references=references or None, modalities=names, output_dir=output_dir,
-        batch_size=batch_size, bins=bins, top_pairs=top_pairs,
+        batch_size=batch_size, bins=bins, top_pairs=top,
     )
     typer.echo(f"{result['rows']} embeddings, {result['n_latents']} concepts ({result['dead']} never active); "
                f"90% of the energy in the top {result['concepts_for_share']['0.9']}")
@@ -57,8 +66,11 @@ def analyze(
         typer.echo(f"shared {entry['score']:.4f}: #{entry['image_concept']} {entry['image_label']}")
     for name, entry in (result.get("stability") or {}).get("pairs", {}).items():
         typer.echo(f"stability {name}: {entry['overall']:.3f} overall")
+    for name, reason in (result.get("skipped") or {}).items():
+        typer.echo(f"skipped {name}: {reason}")
     typer.echo(f"wrote analysis.json and {', '.join(result['figures'])} to {output_dir}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("analyze")(analyze)
+    app.command("analyze", help=HELP, cls=command_class({"--top-pairs": "--top"}),
+                short_help="Energy, modality, bridges and stability of a dictionary (JSON + PNGs).")(analyze)

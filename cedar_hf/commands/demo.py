@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from . import command_class
+
 HELP = (
     "Run the whole pipeline on this machine, with no Hub: embed 5,000 WordNet glosses shipped with cedar-hf with "
     "the offline MiniLM (all-MiniLM-L6-v2 from its PyPI package), train a CEDAR rotation on them, name its 384 "
@@ -15,20 +17,24 @@ HELP = (
     "bar-chart PNGs), plus the highest-energy concepts with their top-activating glosses. A few minutes on 2 "
     "cores. Embeddings and vocabulary embeddings are cached in OUTPUT_DIR/cache and the model is reused when the "
     "settings match, so a second run takes seconds.\n\n"
-    "With --backbone and --dataset pointing at the Hub the same command does the real job, e.g.\n"
-    "  cedar-hf demo --backbone openai/clip-vit-base-patch32 --dataset <an image dataset> --prompt 'a photo of {}'"
+    "It ends by printing the next commands to run on its own outputs.\n\n"
+    "Examples:\n\n"
+    "  cedar-hf demo --max-rows 300 --steps 40 --vocabulary-size 2000 -o demo-small\n\n"
+    "  cedar-hf demo\n\n"
+    "With --backbone and --source pointing at the Hub the same command does the real job:\n\n"
+    "  cedar-hf demo -b openai/clip-vit-base-patch32 --source <an image dataset> --prompt 'a photo of {}'"
 )
 
 
 def demo(
     output_dir: Path = typer.Option(Path("cedar-demo"), "--output-dir", "-o", help="Where the cache, the named "
                                     "model, the PNGs, top_concepts.txt and summary.json go."),
-    backbone: str = typer.Option("minilm", help="'minilm' (offline) or a load_backbone id/path, e.g. a CLIP."),
-    dataset: Optional[str] = typer.Option(None, help="Source to embed instead of the shipped glosses: a Hub "
+    backbone: str = typer.Option("minilm", "--backbone", "-b", help="'minilm' (offline) or a load_backbone id/path, e.g. a CLIP."),
+    dataset: Optional[str] = typer.Option(None, "--source", help="Source to embed instead of the shipped glosses: a Hub "
                                           "dataset id, an image folder, a saved dataset or a .txt file."),
     site: Optional[str] = typer.Option(None, help="Embedding site (default: text_embeds for text encoders, "
                                        "else image_embeds)."),
-    max_texts: Optional[int] = typer.Option(None, help="Embed only the first N rows."),
+    max_texts: Optional[int] = typer.Option(None, "--max-rows", help="Embed only the first N rows."),
     steps: int = typer.Option(1000, help="Training steps (k goes from d down to --k over the first half)."),
     k: int = typer.Option(8, help="Active concepts per embedding."),
     batch_size: int = typer.Option(512, help="Training batch size."),
@@ -55,4 +61,5 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="demo", help=HELP)(demo)
+    app.command(name="demo", help=HELP, cls=command_class({"--max-texts": "--max-rows", "--dataset": "--source"}),
+                short_help="The whole pipeline offline: glosses -> MiniLM -> CEDAR -> names -> explanations.")(demo)

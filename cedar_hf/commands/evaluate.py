@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from . import load_dictionary_option
+from . import DATA_HELP, command_class, load_dictionary_option
 
 HELP = (
     "Compare dictionaries at matched reconstruction error (the CEDAR paper's Table 1).\n\n"
@@ -22,29 +22,14 @@ HELP = (
     "per-sample raw var(x − x̂)/var(x) averaged, raw CS, CKNNA of each batch of --cknna-batch-size rows against "
     "its codes, LP of MSAE's probe on L2-normalised inputs. The protocol is recorded in every file written.\n\n"
     "Prints the markdown table and writes evaluation.json, table.md, pareto_k_ic.png (K and IC vs FVU) and "
-    "semantic_vs_fvu.png (CKNNA and LP vs FVU) into --output.\n\n"
-    "Example: cedar-hf evaluate --models runs/cedar runs/topk --data val_emb --train-data train_emb "
-    "--targets 0.25 0.30 0.35 --protocol msae --output eval/"
+    "semantic_vs_fvu.png (CKNNA and LP vs FVU) into --output-dir.\n\n"
+    "Examples:\n\n"
+    "  cedar-hf evaluate -m runs/cedar -d emb --targets 0.3 0.5 -o eval\n\n"
+    "  cedar-hf evaluate -m runs/cedar runs/topk -d val_emb --train-data train_emb --targets 0.25 0.30 0.35 "
+    "--protocol msae -o eval"
 )
-
-
-def _split_extras(models: List[str], targets: List[float], extras: List[str]) -> tuple[list[str], list[float]]:
-    """`--models A B C --targets 0.25 0.3`: click hands the values after the first one over as extra arguments;
-    numbers go to the targets, everything else to the models (repeating the options works too)."""
-    models, targets = list(models), list(targets)
-    for token in extras:
-        if token.startswith("-"):
-            raise typer.BadParameter(f"unknown option {token!r}")
-        try:
-            value = float(token)
-        except ValueError:
-            models.append(token)
-            continue
-        if Path(token).exists():
-            models.append(token)
-        else:
-            targets.append(value)
-    return models, targets
+ALIASES = {"--models": "--model", "--output": "--output-dir", "--labels-column": "--label-column"}
+MULTI = ("--model", "-m", "--targets", "-t")
 
 
 def _labels(dataset, column: Optional[str], n_rows: int):
@@ -56,12 +41,10 @@ def _labels(dataset, column: Optional[str], n_rows: int):
 
 
 def evaluate(
-    ctx: typer.Context,
     models: List[str] = typer.Option(
-        ..., "--models", "-m", help="Dictionary folders (save_pretrained output) or Hub ids: `--models A B C`."
+        ..., "--model", "-m", help="Dictionaries (folders or Hub ids) to compare: `-m A B C` or `-m A -m B`."
     ),
-    data: Path = typer.Option(..., "--data", "-d", help="Held-out embedding dataset folder (needs an `embedding` "
-                              "column; from `cedar-hf extract`)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Held-out " + DATA_HELP),
     targets: List[float] = typer.Option(
         [], "--targets", "-t", help="Target FVUs to match, e.g. `--targets 0.25 0.30 0.35` (the default)."
     ),
@@ -69,8 +52,9 @@ def evaluate(
         None, "--train-data", help="Training embedding dataset: its mean is μ in the FVU and the linear probe is "
         "trained on it. Without it μ is the evaluation mean and the probe uses half of the evaluation rows."
     ),
-    labels_column: str = typer.Option("label", help="Column holding class labels for LP (skipped if absent)."),
-    output: Path = typer.Option(Path("evaluation"), "--output", "-o", help="Directory for JSON, markdown, PNGs."),
+    label_column: str = typer.Option("label", help="Column holding class labels for LP (skipped if absent)."),
+    output_dir: Path = typer.Option(Path("evaluation"), "--output-dir", "-o", help="Folder for the JSON, markdown "
+                                    "and PNGs."),
     names: Optional[str] = typer.Option(None, help="Comma-separated display names (default: folder names)."),
     curve: Optional[str] = typer.Option(
         "0.15,0.20,0.40,0.50", help="Extra comma-separated FVUs for the CKNNA/LP-vs-FVU curves ('' for none)."
@@ -96,7 +80,6 @@ def evaluate(
         chosen = get_protocol(protocol, cknna_batch_size=cknna_batch_size)
     except ValueError as error:
         raise typer.BadParameter(f"--protocol {protocol!r} / --cknna-batch-size {cknna_batch_size}: {error}")
-    models, targets = _split_extras(models, targets, ctx.args)
     targets = sorted(targets) or [0.25, 0.30, 0.35]
     if any(not 0 < t < 1 for t in targets):
         raise typer.BadParameter(f"--targets {targets}: every target FVU must be in (0, 1)")
@@ -109,10 +92,10 @@ def evaluate(
     train_ds = load_embeddings(train_data) if train_data is not None else None
     x_eval = embedding_matrix(eval_ds, flatten_tokens=True)
     x_train = embedding_matrix(train_ds, flatten_tokens=True) if train_ds is not None else None
-    eval_labels = _labels(eval_ds, labels_column, x_eval.shape[0])
-    train_labels = _labels(train_ds, labels_column, x_train.shape[0]) if x_train is not None else None
+    eval_labels = _labels(eval_ds, label_column, x_eval.shape[0])
+    train_labels = _labels(train_ds, label_column, x_train.shape[0]) if x_train is not None else None
     if eval_labels is None:
-        typer.echo(f"no {labels_column!r} column in {data}: LP is skipped", err=True)
+        typer.echo(f"no {label_column!r} column in {data}: LP is skipped", err=True)
     dictionaries = {name: load_dictionary_option(path) for name, path in zip(display, models)}
     curve_targets = [float(v) for v in curve.split(",") if v.strip()] if curve else []
     report = compare_models(dictionaries, x_eval, targets, train_data=x_train, eval_labels=eval_labels,
@@ -120,7 +103,7 @@ def evaluate(
                             tolerance=tolerance, protocol=chosen)
     report["models_paths"] = dict(zip(display, models))
     report["data"] = str(data)
-    paths = write_report(report, output)
+    paths = write_report(report, output_dir)
     if save_in_models:
         _save_in_models(report, dict(zip(display, models)))
     typer.echo(markdown_table(report))
@@ -143,8 +126,5 @@ def _save_in_models(report: dict, paths: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(
-        "evaluate",
-        help=HELP,
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
-    )(evaluate)
+    app.command("evaluate", help=HELP, cls=command_class(ALIASES, MULTI),
+                short_help="Compare dictionaries at matched FVU (the CEDAR paper's Table 1).")(evaluate)

@@ -8,13 +8,22 @@ from typing import Optional
 
 import typer
 
-from . import load_dictionary_option
+from . import MODEL_HELP, command_class, load_dictionary_option
 
 DEMO_DATA = "wordnet-demo"
+HELP = (
+    "Serve a UMAP of the concept directions (colour = modality score, size = energy); click or search a concept to "
+    "see its name, alternatives, top-activating examples and strongest bridge partners. Served on 127.0.0.1 only; "
+    "nothing is shared publicly and no analytics are sent. --no-serve builds (and caches) every view, then exits.\n\n"
+    "Examples:\n\n"
+    "  cedar-hf explore -m runs/cedar -d emb --no-serve\n\n"
+    f"  cedar-hf explore -m cedar-demo/model -d {DEMO_DATA}\n\n"
+    "  cedar-hf explore -m runs/clip-cedar -d coco_emb --images coco/val2017 --port 7861"
+)
 
 
 def explore(
-    model: str = typer.Option(..., "--model", "-m", help="Dictionary folder (save_pretrained output) to explore."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(
         ..., "--data", "-d", help="Embedding dataset folder (needs `embedding`; `text`/`id` and `image`/`image_path` "
         f"are shown as examples, `modality` colours the map, `pair_id` gives bridges), or '{DEMO_DATA}' to embed "
@@ -34,10 +43,9 @@ def explore(
     partners: int = typer.Option(6, help="Bridge partners / nearest directions kept per concept."),
     demo_size: int = typer.Option(1000, help=f"Synsets embedded for --data {DEMO_DATA}."),
     batch_size: int = typer.Option(1024, help="Embeddings encoded at once."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the app (--no-serve: build the views, "
+                               "report and exit, e.g. to warm the cache or check the data)."),
 ) -> None:
-    """Serve a UMAP of the concept directions (colour = modality score, size = energy); click or search a concept
-    to see its name, alternatives, top-activating examples and strongest bridge partners. Nothing is shared
-    publicly and no analytics are sent."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from cedar_hf.analysis.explorer import build_explorer, launch_explorer
 
@@ -58,8 +66,12 @@ def explore(
         raise typer.BadParameter(f"--images {images} is not a folder")
     app = build_explorer(dictionary, dataset, pairs=pairs, modalities=names, examples=examples, partners=partners,
                          batch_size=batch_size, image_root=str(images) if images else None)
+    if not serve:
+        typer.echo(f"explorer built for {dictionary.config.n_latents} concepts; not served (--no-serve)")
+        return
     launch_explorer(app, host=host, port=port)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("explore")(explore)
+    app.command("explore", help=HELP, cls=command_class(),
+                short_help="Serve an interactive concept explorer (local Gradio app).")(explore)

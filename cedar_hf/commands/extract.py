@@ -7,14 +7,16 @@ from typing import Optional
 
 import typer
 
+from . import command_class
+
 SITES = ("image_embeds", "vision_tokens", "text_embeds")
 EPILOG = (
     "Examples:\n\n"
+    "  cedar-hf extract glosses.txt -b minilm --site text_embeds -o emb\n\n"
     "  cedar-hf extract photos/ -b openai/clip-vit-base-patch32 -o emb/clip-image\n\n"
     "  cedar-hf extract nlphuji/flickr30k --split test -b openai/clip-vit-base-patch32 --site text_embeds "
     "--text-column caption -o emb/clip-text\n\n"
     "  cedar-hf extract photos/ -b Salesforce/blip-image-captioning-base --site vision_tokens -o emb/blip-tokens\n\n"
-    "  cedar-hf extract glosses.txt -b minilm --site text_embeds -o emb/minilm\n\n"
     "  accelerate launch -m cedar_hf.cli extract photos/ -b hf-hub:laion/CoCa-ViT-L-14-laion2B-s13B-b90k -o emb/coca\n\n"
     "Rerunning the same command after an interruption resumes from the first unfinished shard."
 )
@@ -46,7 +48,7 @@ def extract(
         "for vision_tokens)."
     ),
     on_error: str = typer.Option("skip", help="Unreadable image: 'skip' it (reported by id, listed in the metadata) or 'raise'."),
-    max_samples: Optional[int] = typer.Option(None, help="Embed only the first N rows."),
+    max_rows: Optional[int] = typer.Option(None, help="Embed only the first N rows."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: CUDA when available; the process's device under accelerate)."),
     dtype: str = typer.Option("float32", help="Backbone precision: float32, float16 or bfloat16 (embeddings are stored as float32)."),
     normalize: Optional[bool] = typer.Option(
@@ -72,7 +74,7 @@ def extract(
         dataset = extract_embeddings(
             model, source, output_dir, site=site, split=split, image_column=image_column, text_column=text_column,
             label_column=label_column, id_column=id_column, prompt=prompt, batch_size=batch_size,
-            shard_size=shard_size, on_error=on_error, max_samples=max_samples, overwrite=overwrite,
+            shard_size=shard_size, on_error=on_error, max_samples=max_rows, overwrite=overwrite,
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
@@ -89,4 +91,5 @@ def register(app: typer.Typer) -> None:
         "extract",
         help=(extract.__doc__ or "") + "\n\n" + EPILOG,
         short_help="Embed images or texts with a frozen backbone into a datasets folder.",
+        cls=command_class({"--max-samples": "--max-rows"}),
     )(extract)

@@ -1,28 +1,45 @@
 """`cedar-hf train`: train CEDAR or an SAE on an embedding dataset (Accelerate; resumable; seeds; mixtures).
 
-Every `TrainingArgs` field is an option (parsed by transformers' `HfArgumentParser`, so `--help` lists them all
-with their help). Multi-process: `accelerate launch -m cedar_hf.cli train ...`.
+The options are generated from two dataclasses: `TrainCommandArgs` below (what to train on and what to train) and
+`cedar_hf.training.TrainingArgs` (how), one hyphenated option per field with the field's help and default — so a
+field added to `TrainingArgs` is an option here with no change to this file. The help also lists every model
+config key per architecture (for `--config key=value`). Multi-process: `accelerate launch -m cedar_hf.cli train`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-from dataclasses import dataclass, field, replace
-from typing import Optional
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import List, Optional
 
 import typer
 
+from cedar_hf.registry import DICTIONARY_CLASSES, resolve_architecture
+from cedar_hf.training import TrainingArgs
+
+from . import command_class
+
 DESCRIPTION = (
-    "Train a dictionary (CEDAR or an SAE) on embeddings saved by `cedar-hf extract` (a datasets folder). "
-    "Devices, processes and mixed precision come from `accelerate config`; for several processes run "
-    "`accelerate launch -m cedar_hf.cli train ...`. Examples:\n"
-    "  cedar-hf train --data emb/ --architecture cedar --config k=10 parametrization=cayley --max_steps 5000\n"
-    "  cedar-hf train --data emb/ --architecture topk --config k=64 expansion_factor=8 --output_dir topk\n"
-    "  cedar-hf train --data emb/ --seeds 0 1 2 --output_dir stability-seeds\n"
-    "  cedar-hf train --data emb/ --mixtures image=1,text=0 image=1,text=1 image=0,text=1 --output_dir by-mixture\n"
-    "  cedar-hf train --data emb/ --output_dir run --resume latest"
+    "Train a dictionary (CEDAR or an SAE) on embeddings saved by `cedar-hf extract` (a datasets folder, read "
+    "memory-mapped). Each run writes the model (save_pretrained), training_args.json, metrics.json, resumable "
+    "checkpoints/ and tracker logs/ into --output-dir. Devices, processes and mixed precision come from "
+    "`accelerate config`; for several processes run `accelerate launch -m cedar_hf.cli train ...` (on a CPU-only "
+    "machine two processes need `accelerate launch --multi_gpu --num_processes 2`; `--cpu` gives one).\n\n"
+    "Examples:\n\n"
+    "  cedar-hf train -d emb -a cedar --config k=8 parametrization=cayley curriculum_steps=100 --max-steps 200 "
+    "--batch-size 64 --eval-fraction 0.1 "
+    "-o runs/cedar\n\n"
+    "  cedar-hf train -d emb -a topk --config k=64 expansion_factor=8 -o runs/topk\n\n"
+    "  cedar-hf train -d emb --seeds 0 1 2 -o stability-seeds\n\n"
+    "  cedar-hf train -d emb --mixtures image=1,text=0 image=1,text=1 image=0,text=1 -o by-mixture\n\n"
+    "  cedar-hf train -d emb -o runs/cedar --resume latest"
 )
+SHORT = {"data": ["-d"], "architecture": ["-a"], "output_dir": ["-o"], "init_from": ["--model", "-m"]}
+MULTI = ("--config", "--seeds", "--mixtures")
+NOT_CONFIG_KEYS = {"self", "d_in", "backbone", "embedding_site", "training_data"}  # provenance, set by the run
 
 
 @dataclass
@@ -33,25 +50,27 @@ class TrainCommandArgs:
                                         "(e.g. by `cedar-hf extract`), read memory-mapped."})
     architecture: Optional[str] = field(
         default=None,
-        metadata={"aliases": ["--model"],
-                  "help": "cedar (the default), relu, topk, batchtopk, jumprelu, matryoshka, semi-nmf (fitted by its "
-                          "own alternating algorithm), no-rotation (only the mean), or any registered model_type. "
-                          "With --resume or --init_from: the checkpoint's / pretrained dictionary's."},
+        metadata={"help": "Kind of dictionary: cedar (the default), relu, topk, batchtopk, jumprelu, matryoshka, "
+                          "semi-nmf (fitted by its own alternating algorithm), no-rotation (only the mean), or any "
+                          "registered model_type. With --resume or --model: the checkpoint's / pretrained "
+                          "dictionary's."},
     )
     config: list[str] = field(
         default_factory=list,
         metadata={"help": "Model config overrides as key=value (values parsed as JSON), e.g. --config k=16 "
-                          "parametrization=cayley, or --config expansion_factor=8 k=64. d_in comes from the data."},
+                          "parametrization=cayley; the keys of each architecture are listed above. d_in comes "
+                          "from the data."},
     )
     init_from: Optional[str] = field(
-        default=None, metadata={"help": "Start from this pretrained dictionary folder instead of a fresh model."}
+        default=None, metadata={"help": "A pretrained dictionary (folder or Hub id) to start from instead of a "
+                                        "fresh model of --architecture."}
     )
     eval_data: Optional[str] = field(
         default=None, metadata={"help": "Held-out embeddings (a save_to_disk folder) for FVU / L0 / dead latents."}
     )
     eval_fraction: float = field(
         default=0.0,
-        metadata={"help": "Without --eval_data: hold out this share of the training rows for evaluation "
+        metadata={"help": "Without --eval-data: hold out this share of the training rows for evaluation "
                           "(a fixed split, the same for every seed)."},
     )
     seeds: Optional[list[int]] = field(
@@ -67,10 +86,62 @@ class TrainCommandArgs:
     )
 
 
-def run(command: TrainCommandArgs, args) -> list[str]:
-    """Train one model per seed; returns the output folders."""
+def config_keys_help() -> str:
+    """One line per architecture: its config keys with their defaults (what `--config` accepts)."""
+    lines = []
+    for model_type, (config_class, _) in sorted(DICTIONARY_CLASSES.items()):
+        defaults: dict = {}
+        for klass in reversed(config_class.__mro__):  # the base configs' keys (SAEConfig's expansion_factor) too
+            if "__init__" in vars(klass) and klass.__module__.startswith("cedar_hf"):
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.name not in NOT_CONFIG_KEYS and p.default is not inspect.Parameter.empty:
+                        defaults[p.name] = p.default
+        keys = ", ".join(f"{name}={value!r}" for name, value in defaults.items())
+        lines.append(f"  {model_type}: {keys}")
+    return "Config keys (--config key=value) and their defaults:\n\n" + "\n\n".join(lines)
+
+
+def _annotation(hint):
+    """The typer annotation of a dataclass field: Optional[X] -> X (default None), list[X] -> List[X]."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+        hint = args[0]
+    if typing.get_origin(hint) is list:
+        return List[typing.get_args(hint)[0]]
+    return hint
+
+
+def _parameters(dataclass_type) -> list[inspect.Parameter]:
+    hints = typing.get_type_hints(dataclass_type)
+    params = []
+    for f in fields(dataclass_type):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else ...)
+        decls = [f"--{f.name.replace('_', '-')}", *SHORT.get(f.name, []), *f.metadata.get("aliases", [])]
+        choices = f.metadata.get("choices")
+        text = f.metadata.get("help", "") + (f" One of: {', '.join(choices)}." if choices else "")
+        option = typer.Option(default, *decls, help=text, show_default=default not in (None, ...))
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=_annotation(hints[f.name])))
+    return params
+
+
+def _check_init_from(command: TrainCommandArgs) -> None:
+    """`--model` once named the architecture here; a kind given to it now fails loudly instead of silently."""
+    path = command.init_from
+    if path and not os.path.isdir(path):
+        try:
+            kind = resolve_architecture(path)
+        except ValueError:
+            return
+        raise typer.BadParameter(f"--model {path!r} must be a dictionary to start from (a folder or Hub id); for a "
+                                 f"kind of dictionary use --architecture {kind}")
+
+
+def run(command: TrainCommandArgs, args: TrainingArgs) -> list[str]:
+    """Train one model per mixture and seed; returns the output folders."""
     from cedar_hf.data import EmbeddingStream
-    from cedar_hf.training import TrainingArgs, train
+    from cedar_hf.training import train
     from cedar_hf.training.build import build_dictionary, training_datasets
 
     dataset, eval_dataset = training_datasets(command.data, command.eval_data, command.eval_fraction)
@@ -112,7 +183,7 @@ def _report(output_dir: str) -> None:
     if not os.path.isfile(path):
         found = list_checkpoints(output_dir)
         if found:
-            typer.echo(f"stopped at checkpoint {found[-1]}; continue with --output_dir {output_dir} --resume latest")
+            typer.echo(f"stopped at checkpoint {found[-1]}; continue with -o {output_dir} --resume latest")
         return
     with open(path) as f:
         metrics = json.load(f)
@@ -120,34 +191,33 @@ def _report(output_dir: str) -> None:
     typer.echo(f"saved {output_dir}: {shown}")
 
 
-def parse(argv: list[str]):
-    from transformers import HfArgumentParser
-
-    from cedar_hf.training import TrainingArgs
-
-    parser = HfArgumentParser((TrainCommandArgs, TrainingArgs), prog="cedar-hf train", description=DESCRIPTION)
-    import argparse
-
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    command, args = parser.parse_args_into_dataclasses(args=argv)
+def split_options(values: dict) -> tuple[TrainCommandArgs, TrainingArgs]:
+    """The parsed options as the two dataclasses; a `ValueError` of either names the field."""
+    names = {f.name for f in fields(TrainCommandArgs)}
+    command = TrainCommandArgs(**{k: v for k, v in values.items() if k in names})
+    args = TrainingArgs(**{k: v for k, v in values.items() if k not in names})
     return command, args
 
 
+def train_command(**values) -> None:
+    try:
+        command, args = split_options(values)
+        _check_init_from(command)
+        run(command, args)
+    except ValueError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=2)
+
+
+train_command.__signature__ = inspect.Signature(_parameters(TrainCommandArgs) + _parameters(TrainingArgs))
+train_command.__doc__ = DESCRIPTION
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "train",
-        help="Train CEDAR or an SAE on an embedding dataset (Accelerate; --resume; --seeds; --mixture). "
-             "Run `cedar-hf train --help` for every option.",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-        add_help_option=False,
-    )
-    def train_command(ctx: typer.Context) -> None:
-        try:
-            command, args = parse(list(ctx.args))
-            run(command, args)
-        except ValueError as error:
-            typer.echo(f"Error: {error}", err=True)
-            raise typer.Exit(code=2)
+    app.command(
+        "train", help=DESCRIPTION, epilog=config_keys_help(), cls=command_class(multi=MULTI),
+        short_help="Train CEDAR or a sparse autoencoder on an embedding dataset (Accelerate).",
+    )(train_command)
 
 
-__all__ = ["TrainCommandArgs", "parse", "register", "run"]
+__all__ = ["TrainCommandArgs", "config_keys_help", "register", "run", "split_options"]

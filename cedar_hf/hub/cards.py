@@ -6,8 +6,10 @@ repository's top-level `model_cards/` by a test) and, in a source checkout, in `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +32,39 @@ def template_path(name: str) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise FileNotFoundError(f"card template {name!r} not found in cedar_hf/resources/model_cards or model_cards/")
+
+
+def public_name(value: Any) -> Any:
+    """What a card or a pushed config may say about a source: a Hub id or a short name as it is, a local path as
+    its folder (or file) name only — an absolute path of the machine that made the model means nothing elsewhere
+    and tells things about that machine."""
+    if not isinstance(value, str) or not value or is_hub_id(value):
+        return value
+    looks_local = os.path.isabs(value) or value.startswith(".") or os.sep in value or os.path.exists(value)
+    return Path(value.rstrip("/" + os.sep)).name or value if looks_local else value
+
+
+def _public(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _public(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_public(item) for item in value)
+    return public_name(value)
+
+
+@contextlib.contextmanager
+def public_config(config):
+    """Within the block, `config.backbone` and `config.training_data` hold `public_name`s instead of local paths
+    (for `save_pretrained` into a folder that is pushed); restored afterwards."""
+    saved = {name: getattr(config, name, None) for name in ("backbone", "training_data")}
+    try:
+        for name, value in saved.items():
+            if value is not None:
+                setattr(config, name, _public(value))
+        yield config
+    finally:
+        for name, value in saved.items():
+            setattr(config, name, value)
 
 
 def _or_missing(value: Any) -> Any:
@@ -84,7 +119,8 @@ TRAINING_ARGS_SKIPPED = {"output_dir", "disable_tqdm", "report_to", "logging_ste
 def _training(model, folder: Optional[Path]) -> tuple[list[tuple[str, str]], str]:
     args = {key: value for key, value in (_read_json(folder, "training_args.json") or {}).items()
             if key not in TRAINING_ARGS_SKIPPED}
-    provenance = dict(getattr(model.config, "training_data", {}) or {})
+    provenance = _public(dict(getattr(model.config, "training_data", {}) or {}))
+    args = _public(args)
     rows = [(f"training data: {key}", _fmt(value)) for key, value in provenance.items()]
     rows += [(key, _fmt(value)) for key, value in args.items() if value is not None and not isinstance(value, dict)]
     summary = (
@@ -129,8 +165,8 @@ def _backbone_markdown(backbone: Optional[str], is_hub_id) -> str:
 def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path], top_n: int, progress: bool) -> dict:
     """Template values and YAML metadata (`metadata`) for the dictionary card."""
     config = model.config
-    backbone = config.backbone
-    dataset = dataset or (config.training_data or {}).get("dataset")
+    backbone = public_name(config.backbone)
+    dataset = public_name(dataset or (config.training_data or {}).get("dataset"))
     metrics, headline, metrics_summary = _metrics(folder)
     training_rows, training_summary = _training(model, folder)
     top, energy_summary = _top_concepts(model, embeddings, top_n, progress)

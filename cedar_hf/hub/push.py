@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -32,7 +33,7 @@ from huggingface_hub.errors import (
 
 from ..data import METADATA_FILE, read_metadata
 from ..data import load_dataset as load_embedding_dataset
-from .cards import MISSING, dataset_card_values, model_card_values, template_path
+from .cards import MISSING, dataset_card_values, model_card_values, public_config, template_path
 from .ids import is_hub_id
 
 MODEL_EXTRA_FILES = ("evaluation.json", "metrics.json", "training_args.json")
@@ -118,6 +119,7 @@ def push_dictionary_to_hub(
     revision: Optional[str] = None,
     create_pr: bool = False,
     progress: bool = True,
+    dry_run: bool = False,
     **save_kwargs,
 ):
     """Upload a dictionary to the Hub: `model.safetensors`, `config.json`, `concept_names.json` (when named), the
@@ -128,23 +130,23 @@ def push_dictionary_to_hub(
     `HfApi.create_repo(exist_ok=True)` + `HfApi.upload_folder` send it in one commit. `save_kwargs` (e.g.
     `max_shard_size`) go to `save_pretrained`.
 
+    With `dry_run=True` nothing is sent and no token is needed: the folder is staged and a `PushPlan` (files,
+    sizes, the card's text) is returned instead.
+
     Raises:
         HubPushError: no token, no write access to `repo_id`, or offline mode; the message never contains the token.
 
     Returns:
-        The `CommitInfo` of the upload (`.commit_url`, `.pr_url`).
+        The `CommitInfo` of the upload (`.commit_url`, `.pr_url`), or the `PushPlan` of a dry run.
     """
     if not is_hub_id(repo_id):
         raise ValueError(f"repo_id={repo_id!r} must look like 'owner/name' (a Hub repository id)")
-    token = _resolve_token(token)
-    source_dir = _model_dir(model, model_dir)
-    card = render_model_card(model, repo_id, dataset, embeddings, source_dir, license, progress=progress)
+    token = None if dry_run else _resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="cedar-hf-push-") as folder:
-        model.save_pretrained(folder, **save_kwargs)
-        for name in MODEL_EXTRA_FILES:
-            if source_dir is not None and (source_dir / name).is_file():
-                shutil.copy(source_dir / name, Path(folder) / name)
-        card.save(Path(folder) / "README.md")
+        card = stage_dictionary(model, folder, repo_id, dataset, embeddings, model_dir, license, progress,
+                                **save_kwargs)
+        if dry_run:
+            return PushPlan(repo_id, "model", _listing(folder), str(card))
         api = HfApi(token=token)
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -158,6 +160,41 @@ def push_dictionary_to_hub(
             )
         except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
             raise _hub_error(exc, repo_id, "model") from None
+
+
+@dataclass
+class PushPlan:
+    """What a push would upload (`dry_run=True`): the repository, the files with their sizes, the card's text."""
+
+    repo_id: str
+    repo_type: str
+    files: list[tuple[str, int]]
+    card: str
+
+    def __str__(self) -> str:
+        rows = "\n".join(f"  {name}  ({size:,} bytes)" for name, size in self.files)
+        return f"would push to the {self.repo_type} repository {self.repo_id}:\n{rows}"
+
+
+def _listing(folder) -> list[tuple[str, int]]:
+    root = Path(folder)
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+
+
+def stage_dictionary(model, folder, repo_id: str, dataset=None, embeddings=None, model_dir=None, license=None,
+                     progress: bool = True, **save_kwargs) -> ModelCard:
+    """Write into `folder` exactly what a push uploads: `save_pretrained` output (with local paths in the config
+    replaced by folder names, see `public_config`), the model folder's extra JSON files and the `README.md`
+    card. Returns the card."""
+    source_dir = _model_dir(model, model_dir)
+    card = render_model_card(model, repo_id, dataset, embeddings, source_dir, license, progress=progress)
+    with public_config(model.config):
+        model.save_pretrained(folder, **save_kwargs)
+    for name in MODEL_EXTRA_FILES:
+        if source_dir is not None and (source_dir / name).is_file():
+            shutil.copy(source_dir / name, Path(folder) / name)
+    card.save(Path(folder) / "README.md")
+    return card
 
 
 def render_dataset_card(dataset, repo_id: str, metadata: Optional[dict] = None, license: Optional[str] = None,
@@ -176,6 +213,7 @@ def push_embeddings_to_hub(
     commit_message: Optional[str] = None,
     license: Optional[str] = None,
     source: Optional[str] = None,
+    dry_run: bool = False,
 ):
     """Push an embedding dataset (a folder from `cedar-hf extract` or a `datasets.Dataset`) with `datasets`' own
     `push_to_hub`, then its `cedar_metadata.json` and a dataset card (`README.md`).
@@ -184,15 +222,22 @@ def push_embeddings_to_hub(
         source: Hub id of the images/texts the embeddings were computed from (YAML `source_datasets`).
     Raises:
         HubPushError: as for `push_dictionary_to_hub`.
+
+    With `dry_run=True` nothing is sent: returns a `PushPlan` listing the dataset's local files (datasets' push
+    converts them to parquet shards), the card and the metadata file.
     """
     if not is_hub_id(repo_id):
         raise ValueError(f"repo_id={repo_id!r} must look like 'owner/name' (a Hub repository id)")
-    token = _resolve_token(token)
+    token = None if dry_run else _resolve_token(token)
     metadata = read_metadata(dataset, required=False) if isinstance(dataset, (str, os.PathLike)) else {}
     ds = load_embedding_dataset(dataset)
     if "embedding" not in getattr(ds, "column_names", []):
         raise ValueError(f"not an embedding dataset: no 'embedding' column in {getattr(ds, 'column_names', ds)!r}")
     card = render_dataset_card(ds, repo_id, metadata, license, source)
+    if dry_run:
+        local = _listing(dataset) if isinstance(dataset, (str, os.PathLike)) else []
+        extra = [("README.md", len(str(card).encode()))]
+        return PushPlan(repo_id, "dataset", sorted(local + extra), str(card))
     message = commit_message or "Upload embeddings with cedar-hf"
     api = HfApi(token=token)
     try:
@@ -209,10 +254,12 @@ def push_embeddings_to_hub(
 
 __all__ = [
     "HubPushError",
+    "PushPlan",
     "MISSING",
     "is_hub_id",
     "push_dictionary_to_hub",
     "push_embeddings_to_hub",
     "render_dataset_card",
     "render_model_card",
+    "stage_dictionary",
 ]

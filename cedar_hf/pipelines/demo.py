@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -69,11 +70,19 @@ def demo_texts_dataset(max_texts: Optional[int] = None):
     })
 
 
+def embeddings_folder(output_dir: Path, backbone_id: str, site: str, dataset: Optional[str],
+                      max_texts: Optional[int]) -> Path:
+    """Where the demo caches the embeddings of a (backbone, site, source, row limit): the same settings, the same
+    folder (printed at the end of every run and recorded in summary.json as `embeddings`)."""
+    source_name = dataset or f"wordnet-glosses-{max_texts or 'all'}"
+    return output_dir / "cache" / f"embeddings-{_slug(backbone_id)}-{site}-{_slug(source_name)}"
+
+
 def embed_source(backbone, backbone_id: str, output_dir: Path, dataset: Optional[str], site: str,
                  max_texts: Optional[int], quiet: bool):
     """Embeddings of the demo glosses (or of `dataset`) with `backbone`, cached as a datasets folder."""
     source_name = dataset or f"wordnet-glosses-{max_texts or 'all'}"
-    folder = output_dir / "cache" / f"embeddings-{_slug(backbone_id)}-{site}-{_slug(source_name)}"
+    folder = embeddings_folder(output_dir, backbone_id, site, dataset, max_texts)
     if (folder / METADATA_FILE).exists():
         _say(f"[1/5] embeddings: cached in {folder}", quiet)
     else:
@@ -151,6 +160,22 @@ def explain_inputs(model, backbone, inputs: Sequence, k: int, out: Path, quiet: 
     return written
 
 
+def next_commands(out: Path, embeddings_folder: str, backbone: str, site: str) -> list[str]:
+    """Copy-pasteable `cedar-hf` commands on the demo's own outputs (the model folder, the cached embeddings)."""
+    model, data = shlex.quote(str(out / "model")), shlex.quote(embeddings_folder)
+    encoder = f" -b {shlex.quote(backbone)}"
+    query = "'a cat sleeping on a warm sofa'" if site == "text_embeds" else "photo.jpg"
+    return [
+        f"cedar-hf explain -m {model}{encoder} {query}",
+        f"cedar-hf search -m {model} -d {data}{encoder} --example {query} -n 5",
+        f"cedar-hf explain -m {model} -d {data} --examples 5",
+        f"cedar-hf evaluate -m {model} -d {data} -o {shlex.quote(str(out / 'evaluation'))}",
+        f"cedar-hf analyze -m {model} -d {data} -o {shlex.quote(str(out / 'analysis'))}",
+        f"cedar-hf explore -m {model} -d {data}",
+        f"cedar-hf push <you>/cedar-demo -m {model} -d {data} --dry-run",
+    ]
+
+
 def run_demo(
     output_dir: str | os.PathLike = "cedar-demo",
     backbone: str = "minilm",
@@ -226,11 +251,16 @@ def run_demo(
         "steps": steps, "held_out_fvu": round(fvu, 4), "named": can_name, "vocabulary_size": len(words),
         "explanations": explained, "top_concepts": {str(l): [model.concept_labels[l]] for l in latents},
         "seconds": round(time.time() - start, 1),
+        "embeddings": str(embeddings_folder(out, backbone_id, site, dataset, max_texts)),
+        "model": str(out / "model"),
     }
+    summary["next_commands"] = next_commands(out, summary["embeddings"], backbone, site)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     _say(f"done in {summary['seconds']} s: model in {out / 'model'}, PNGs in {out / 'explanations'}, "
          f"top concepts in {out / 'top_concepts.txt'}", quiet)
+    _say("next, on these outputs (also in summary.json):\n" + "\n".join(f"  {c}" for c in summary["next_commands"]),
+         quiet)
     return summary
 
 
-__all__ = ["DEFAULT_SENTENCES", "demo_texts_dataset", "run_demo"]
+__all__ = ["DEFAULT_SENTENCES", "demo_texts_dataset", "embeddings_folder", "next_commands", "run_demo"]
