@@ -44,7 +44,7 @@ def test_the_printed_resume_command_continues_the_run_as_it_was(tmp_path):
                  "curriculum_steps=20", "--max_steps", "60", "--save_steps", "20", "--stop_after_steps", "40",
                  "--output_dir", run, *FAST)
     assert first.exit_code == 0, first.output
-    assert f"--output_dir {run} --resume latest" in first.output
+    assert f"--output-dir {run} --resume latest" in first.output
     saved = _files(os.path.join(run, "checkpoints", "step-0000040"))
 
     resumed = _cli("--data", data, "--output_dir", run, "--resume", "latest", *FAST[:3])

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from . import command_class
+
 HELP = (
     "Split the similarity of two inputs A and C into per-concept terms. Each input is a text or an image file "
     "(a path ending in .png/.jpg/...), so image-text, text-text and image-image pairs all work through the "
@@ -14,9 +16,9 @@ HELP = (
     "top-k axes of A or C are the explained part, the other axes the residual, and the mean terms make up the "
     "rest of the raw dot product and the cosine. For an SAE the same command reports the reconstruction-error term "
     "no latent explains. Prints a table and writes a bar-chart PNG.\n\n"
-    "Examples:\n"
-    "  cedar-hf attribute photo.jpg 'a dog on the beach' -m runs/clip-cedar --k 10\n"
-    "  cedar-hf attribute 'a dog chasing a ball' 'a puppy playing' -m cedar-demo/model -o why.png"
+    "Examples:\n\n"
+    "  cedar-hf attribute 'a dog chasing a ball' 'a puppy playing' -m runs/cedar -b minilm -o why.png\n\n"
+    "  cedar-hf attribute photo.jpg 'a dog on the beach' -m runs/clip-cedar --k 10"
 )
 
 
@@ -58,4 +60,5 @@ def attribute(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="attribute", help=HELP, context_settings={"help_option_names": ["-h", "--help"]})(attribute)
+    app.command(name="attribute", help=HELP, cls=command_class(),
+                short_help="Why two inputs are similar, split over a dictionary's concepts.")(attribute)

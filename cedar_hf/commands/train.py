@@ -183,7 +183,7 @@ def _report(output_dir: str) -> None:
     if not os.path.isfile(path):
         found = list_checkpoints(output_dir)
         if found:
-            typer.echo(f"stopped at checkpoint {found[-1]}; continue with -o {output_dir} --resume latest")
+            typer.echo(f"stopped at checkpoint {found[-1]}; continue with --output-dir {output_dir} --resume latest")
         return
     with open(path) as f:
         metrics = json.load(f)
