@@ -235,3 +235,48 @@ def test_accelerate_two_processes_share_the_work_and_merge(clip, folder, tmp_pat
     dataset = load_embeddings(out)
     assert len(set(dataset["id"])) == len(dataset) == 11
     torch.testing.assert_close(embedding_matrix(dataset, flatten_tokens=False), direct(clip, folder, dataset["id"]))
+
+
+def test_an_all_unreadable_shard_is_skipped_and_the_good_images_kept(clip, tmp_path):
+    folder = Path(make_image_folder(tmp_path / "images", n=6))
+    names = sorted(p.name for p in folder.rglob("*.png"))
+    for name in names[2:4]:  # the whole second shard (shards of 2) is corrupt
+        next(folder.rglob(name)).write_bytes(b"not an image")
+    dataset = extract_embeddings(clip, folder, tmp_path / "emb", shard_size=2)
+    assert len(dataset) == 4 and len(read_metadata(tmp_path / "emb")["skipped"]) == 2
+    again = extract_embeddings(clip, folder, tmp_path / "emb", shard_size=2)  # a rerun returns the same
+    assert again["id"] == dataset["id"]
+
+
+def test_a_finished_output_of_another_backbone_is_refused_and_overwrite_replaces_only_on_success(
+        clip, folder, tmp_path):
+    out = tmp_path / "emb"
+    first = extract_embeddings(clip, folder, out, shard_size=4)
+    other = cedar_hf.load_backbone(build_tiny_clip(tmp_path / "other-clip", seed=1))
+    with pytest.raises(ValueError, match="already holds other embeddings.*backbone"):
+        extract_embeddings(other, folder, out, shard_size=4)
+    with pytest.raises(ValueError, match="already holds other embeddings.*site"):
+        extract_embeddings(clip, folder, out, site="vision_tokens")
+    with pytest.raises(ValueError):  # a bad source with overwrite=True: the good output is kept
+        extract_embeddings(other, tmp_path / "missing", out, overwrite=True)
+    assert load_embeddings(out)["id"] == first["id"] and read_metadata(out)["backbone"] == clip.name_or_path
+    redone = extract_embeddings(other, folder, out, shard_size=4, overwrite=True)
+    assert read_metadata(out)["backbone"] == other.name_or_path and len(redone) == len(first)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".emb")]  # the old output was deleted
+
+
+def test_site_is_inferred_and_the_backbone_recorded_by_id(tmp_path):
+    from tiny_backbones import build_tiny_text_encoder
+
+    from cedar_hf.backbones.text import minilm_path
+    from cedar_hf.data.extraction import backbone_id, infer_site
+
+    text = cedar_hf.load_backbone(build_tiny_text_encoder(tmp_path / "text"))
+    (tmp_path / "words.txt").write_text("cat\ndog\nbird\n")
+    dataset = extract_embeddings(text, tmp_path / "words.txt", tmp_path / "emb")  # no site given
+    assert read_metadata(tmp_path / "emb")["site"] == "text_embeds" and dataset["text"] == ["cat", "dog", "bird"]
+    assert infer_site(text, tmp_path / "images") == "text_embeds"  # a text-only backbone has no other site
+
+    class Offline:  # the offline MiniLM lives in site-packages: recorded by its Hub id, which load_backbone takes
+        name_or_path = minilm_path()
+    assert backbone_id(Offline()) == "sentence-transformers/all-MiniLM-L6-v2"

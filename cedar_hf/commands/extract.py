@@ -32,9 +32,10 @@ def extract(
         "encoder-decoder, text encoder), an open_clip id (hf-hub:..., local-dir:...), or 'minilm'."
     ),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Folder to save the embedding dataset into."),
-    site: str = typer.Option(
-        "image_embeds", "--site", "-s", help="image_embeds (pooled image embedding), vision_tokens (one row per "
-        "image holding all its visual tokens, N x d) or text_embeds."
+    site: Optional[str] = typer.Option(
+        None, "--site", "-s", help="image_embeds (pooled image embedding), vision_tokens (one row per "
+        "image holding all its visual tokens, N x d) or text_embeds. Default: text_embeds for a text-only "
+        "backbone (e.g. minilm) or a .txt source, else image_embeds."
     ),
     split: Optional[str] = typer.Option(None, help="Split of a dataset source (default: train, else the first)."),
     image_column: Optional[str] = typer.Option(None, help="Image column of a dataset source (default: the first Image column)."),
@@ -55,14 +56,15 @@ def extract(
         None, "--normalize/--no-normalize", help="L2-normalise pooled embeddings (default: the backbone's own choice "
         "— on for CLIP/SigLIP/CoCa, as the sentence-transformers config says for text encoders, off for BLIP)."
     ),
-    overwrite: bool = typer.Option(False, help="Delete an existing output (and any partial work) first."),
+    overwrite: bool = typer.Option(False, help="Start again (discarding partial work); the existing output is "
+                                   "replaced only once the new one is complete."),
 ) -> None:
     """Embed every image or text of SOURCE with a frozen backbone; save a `datasets` folder with `embedding`, `id`,
     `modality`, `label` / `text` columns and `cedar_metadata.json` (backbone, site, dim, count, mean)."""
     from cedar_hf.backbones import load_backbone
     from cedar_hf.data import extract_embeddings, process_state, read_metadata
 
-    if site not in SITES:
+    if site is not None and site not in SITES:
         raise typer.BadParameter(f"--site {site!r} must be one of {', '.join(SITES)}")
     if on_error not in ("skip", "raise"):
         raise typer.BadParameter(f"--on-error {on_error!r} must be 'skip' or 'raise'")
@@ -80,8 +82,10 @@ def extract(
         raise typer.BadParameter(str(err)) from err
     if state.is_main_process:
         metadata = read_metadata(output_dir)
+        site = metadata["site"]
         shape = "x".join(str(s) for s in dataset.features["embedding"].shape) if site == "vision_tokens" else metadata["dim"]
-        typer.echo(f"{metadata['count']} {metadata['modality']} embeddings ({site}, {shape}) from {backbone} -> {output_dir}")
+        typer.echo(f"{metadata['count']} {metadata['modality']} embeddings ({site}, {shape}) from "
+                   f"{metadata['backbone']} -> {output_dir}")
         if metadata["skipped"]:
             typer.echo(f"skipped {len(metadata['skipped'])} unreadable: " + ", ".join(e["id"] for e in metadata["skipped"][:10]))
 

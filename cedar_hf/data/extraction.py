@@ -44,7 +44,9 @@ from datasets.utils import (
 )
 from tqdm.auto import tqdm
 
+from ..atomic import read_json, recover_directory, replace_directory, write_json
 from ..backbones import load_backbone
+from ..backbones.text import MINILM_ALIASES, minilm_path
 from ..version import __version__
 from .loading import METADATA_FILE, load_embeddings
 from .sources import Source, resolve_source
@@ -57,7 +59,7 @@ IMAGE_SITES = ("image_embeds", "vision_tokens")
 
 
 # ---- extraction --------------------------------------------------------------------------------------------
-def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], site: str = "image_embeds", *,
+def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], site: Optional[str] = None, *,
                        split: Optional[str] = None, image_column: Optional[str] = None,
                        text_column: Optional[str] = None, label_column: Optional[str] = None,
                        id_column: Optional[str] = None, prompt: Optional[str] = None, batch_size: int = 32,
@@ -70,7 +72,9 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
         source: an image folder (class sub-folders become `label`), a saved `datasets` folder, a Hub dataset id,
             a `datasets.Dataset`/`DatasetDict`, a `.txt` file (one text per line) or a list of texts.
         output_dir: where the dataset is saved (`save_to_disk`), with `cedar_metadata.json`.
-        site: `image_embeds`, `vision_tokens` (one row per image holding its token matrix) or `text_embeds`.
+        site: `image_embeds`, `vision_tokens` (one row per image holding its token matrix) or `text_embeds`;
+            None infers it (`text_embeds` for a text-only backbone such as MiniLM or a text source, else
+            `image_embeds`).
         split, image_column, text_column, label_column, id_column: how to read a dataset source (auto-detected).
         prompt: for texts, a template like `"a photo of {}"`.
         batch_size: rows per forward pass. shard_size: rows per shard, the unit of resumption and what is held in
@@ -78,41 +82,42 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
         on_error: `"skip"` an unreadable image (reported by id in a warning and in the metadata's `skipped`) or
             `"raise"` a `ValueError` naming it.
         max_samples: embed only the first rows. device, dtype: for loading `backbone` by name.
-        overwrite: delete an existing output (and partial work) first; otherwise a finished output is returned
-            as is and an interrupted run resumes.
+        overwrite: start again, discarding partial work; the existing output is replaced only once the new
+            one is complete (a failing run leaves it as it was). Otherwise a finished output of the same
+            backbone, site, source and prompt is returned as is, one of other settings is refused, and an
+            interrupted run resumes.
 
     Returns:
         The saved dataset, loaded back (memory-mapped).
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r} must be 'skip' or 'raise'")
+    state = process_state()
+    output = Path(output_dir)
+    partial = output.with_name(output.name + ".partial")
+    if state.is_main_process:
+        recover_directory(output)  # a replaced output renamed aside by a killed run comes back
+    if not hasattr(backbone, "embed_images"):
+        backbone = load_backbone(backbone, device=device or (state.device if state.num_processes > 1 else None), dtype=dtype)
+    site = site or infer_site(backbone, source)
     if shard_size is None:
         shard_size = 64 if site == "vision_tokens" else 1024
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size={shard_size!r} must be a positive integer")
-    state = process_state()
-    output = Path(output_dir)
-    partial = output.with_name(output.name + ".partial")
-    if overwrite and state.is_main_process:
-        for path in (output, partial):
-            shutil.rmtree(path, ignore_errors=True)
-    state.wait_for_everyone()
-    if (output / METADATA_FILE).exists():
-        logger.info("%s is already a finished embedding dataset; returning it (overwrite=True to redo)", output)
-        return load_embeddings(output)
-    if output.exists() and any(output.iterdir()):
-        raise ValueError(f"output_dir={str(output)!r} exists and is not a finished cedar-hf embedding dataset; "
-                         "choose another folder or pass overwrite=True")
-    if not hasattr(backbone, "embed_images"):
-        backbone = load_backbone(backbone, device=device or (state.device if state.num_processes > 1 else None), dtype=dtype)
     dim = backbone.dim(site)
     modality = "text" if site == "text_embeds" else "image"
     src = resolve_source(source, modality, split, image_column=image_column, text_column=text_column,
                           label_column=label_column, id_column=id_column)
     n_rows = len(src.ids) if max_samples is None else min(max_samples, len(src.ids))
-    plan = {"backbone": backbone.name_or_path, "site": site, "normalized": bool(getattr(backbone, "normalize", False)),
+    plan = {"backbone": backbone_id(backbone), "site": site, "normalized": bool(getattr(backbone, "normalize", False)),
             "backbone_dtype": str(backbone.dtype), "count": n_rows, "shard_size": shard_size, "source": src.description,
             "prompt": prompt, "ids_sha1": hashlib.sha1("\n".join(src.ids[:n_rows]).encode()).hexdigest()}
+    if not overwrite and _finished(output, plan):
+        logger.info("%s is already a finished embedding dataset; returning it (overwrite=True to redo)", output)
+        return load_embeddings(output)
+    if overwrite and state.is_main_process:  # the old output stays until the new one replaces it
+        shutil.rmtree(partial, ignore_errors=True)
+    state.wait_for_everyone()
     _check_plan(partial, plan, state)
     n_shards = (n_rows + shard_size - 1) // shard_size
     mine = [i for i in range(n_shards) if i % state.num_processes == state.process_index and not _shard_dir(partial, i).exists()]
@@ -122,6 +127,53 @@ def extract_embeddings(backbone, source, output_dir: Union[str, os.PathLike], si
         _merge(partial, output, n_shards, plan, backbone, site, dim, modality, src)
     state.wait_for_everyone()
     return load_embeddings(output)
+
+
+def infer_site(backbone, source) -> str:
+    """The site a backbone and source imply: `text_embeds` for a text-only backbone (e.g. MiniLM) or a text
+    source (a .txt file, a list of strings) when the backbone has texts, else `image_embeds`."""
+    sites = tuple(getattr(backbone, "sites", ()) or ())
+    if "image_embeds" not in sites:
+        return "text_embeds"
+    texts = (isinstance(source, (str, os.PathLike)) and str(source).endswith((".txt", ".txt.gz"))) or (
+        isinstance(source, (list, tuple)) and bool(source) and all(isinstance(t, str) for t in source))
+    return "text_embeds" if texts and "text_embeds" in sites else "image_embeds"
+
+
+def backbone_id(backbone) -> str:
+    """What the metadata records as the backbone: its Hub id or short name, never a path into site-packages
+    (the offline MiniLM is recorded as its Hub id, which `load_backbone` resolves offline)."""
+    name = str(backbone.name_or_path)
+    if not os.path.isdir(name):
+        return name
+    try:
+        if Path(name).resolve() == Path(minilm_path()).resolve():
+            return MINILM_ALIASES[-1]
+    except ImportError:
+        pass
+    if {"site-packages", "dist-packages"} & set(Path(name).resolve().parts):
+        return Path(name).name
+    return name
+
+
+def _finished(output: Path, plan: dict) -> bool:
+    """True when `output` is a finished dataset of this plan; a `ValueError` when it holds other embeddings."""
+    metadata_file = output / METADATA_FILE
+    if not metadata_file.exists():
+        if output.exists() and any(output.iterdir()):
+            raise ValueError(f"output_dir={str(output)!r} exists and is not a finished cedar-hf embedding dataset; "
+                             "choose another folder or pass overwrite=True")
+        return False
+    metadata = read_json(metadata_file, "embedding metadata")
+    saved = metadata.get("plan") or metadata  # datasets of older versions record no plan: compare what they have
+    keys = ("backbone", "site", "source", "normalized", "prompt", "count", "ids_sha1")
+    changed = {k: (saved.get(k), plan[k]) for k in keys if k in saved and saved.get(k) != plan[k]}
+    if "plan" not in metadata:
+        changed.pop("count", None)  # the kept rows, not the planned ones
+    if changed:
+        raise ValueError(f"output_dir={str(output)!r} already holds other embeddings {changed} (saved, asked); "
+                         "choose another folder or pass overwrite=True to replace them")
+    return True
 
 
 def process_state():
@@ -150,9 +202,9 @@ def _check_plan(partial: Path, plan: dict, state) -> None:
     plan_file = partial / "plan.json"
     if state.is_main_process and not plan_file.exists():
         partial.mkdir(parents=True, exist_ok=True)
-        plan_file.write_text(json.dumps(plan, indent=1))
+        write_json(plan_file, plan, indent=1)
     state.wait_for_everyone()
-    previous = json.loads(plan_file.read_text())
+    previous = read_json(plan_file, "extraction plan")
     if previous != plan:
         changed = {k: (previous.get(k), v) for k, v in plan.items() if previous.get(k) != v}
         raise ValueError(f"{partial} holds an interrupted extraction with different settings {changed} "
@@ -207,8 +259,9 @@ def _write_shard(partial: Path, index: int, src: Source, site, dim, embeddings, 
     """Save one shard under a temporary name, then rename it: a shard directory exists only when complete."""
     if embeddings:
         matrix = np.stack(embeddings).astype(np.float32)  # (n, d) or (n, N, d)
-    else:  # every image of the shard was unreadable: an empty shard (left out of the merge)
-        matrix = np.zeros((0, 1, dim) if site == "vision_tokens" else (0, dim), np.float32)
+        n_tokens = matrix.shape[1] if site == "vision_tokens" else None
+    else:  # every image of the shard was unreadable: an empty shard (kept for resumption, left out of the merge)
+        matrix, n_tokens = [], 1 if site == "vision_tokens" else None  # an empty list: datasets accepts no (0, d)
     columns: dict[str, Any] = {
         "embedding": matrix,
         "id": [src.ids[i] for i in rows],
@@ -218,7 +271,6 @@ def _write_shard(partial: Path, index: int, src: Source, site, dim, embeddings, 
         columns["label"] = [src.labels[i] for i in rows]
     if src.texts is not None:
         columns["text"] = [src.texts[i] for i in rows]
-    n_tokens = matrix.shape[1] if site == "vision_tokens" else None
     dataset = Dataset.from_dict(columns, features=_features(src, site, dim, n_tokens))
     final, tmp = _shard_dir(partial, index), partial / f"tmp-shard-{index:05d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -263,7 +315,7 @@ def _merge(partial: Path, output: Path, n_shards: int, plan: dict, backbone, sit
 
     metadata = {
         "format": FORMAT,
-        "backbone": backbone.name_or_path,
+        "backbone": plan["backbone"],
         "backbone_class": type(backbone).__name__,
         "site": site,
         "modality": modality,
@@ -276,14 +328,14 @@ def _merge(partial: Path, output: Path, n_shards: int, plan: dict, backbone, sit
         "mean": compute_mean(EmbeddingStream(merged)).tolist(),
         "skipped": skipped,
         "source": src.description,
+        "prompt": plan["prompt"],
         "shard_size": plan["shard_size"],
+        "plan": plan,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cedar_hf_version": __version__,
     }
     (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
-    if output.exists():
-        output.rmdir()  # an empty folder the caller made
-    os.replace(tmp, output)
+    replace_directory(tmp, output)  # an old output (overwrite=True) is renamed aside, then deleted
     shutil.rmtree(partial, ignore_errors=True)
     if skipped:
         logger.warning("%d unreadable image(s) skipped: %s", len(skipped), ", ".join(e["id"] for e in skipped[:20]))

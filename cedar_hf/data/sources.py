@@ -118,6 +118,9 @@ def resolve_source(source, modality: str, split: Optional[str], **columns) -> So
         return _folder_source(path)
     if path.exists():
         raise ValueError(f"source={str(source)!r}: expected an image folder, a saved dataset, a .txt file or a Hub id")
+    text = str(source)
+    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or text.endswith(".txt"):
+        raise ValueError(f"source={text!r} does not exist (and is not a Hub dataset id like owner/name)")
     split = split or "train"
     loaded = datasets.load_dataset(str(source), split=split)  # a Hub dataset id
     return _dataset_source(loaded, modality, f"hub dataset {source} [{split}]", **columns)
