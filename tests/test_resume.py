@@ -135,12 +135,12 @@ def test_a_short_cedar_run_warns_and_the_default_length_reaches_k(tmp_path, capl
     z, _, _ = planted_sparse(512, 16, 3)
     dataset = datasets.Dataset.from_dict({"embedding": z.numpy()})
     common = dict(batch_size=128, report_to="none", disable_tqdm=True, curriculum_steps=10)
-    with caplog.at_level("WARNING", logger="cedar_hf.training.loop"):
+    with caplog.at_level("WARNING", logger="cedar_hf.training.resume"):
         train(build_model("cedar", 16, k=3), dataset, TrainingArgs(output_dir=str(tmp_path / "a"), max_steps=8,
                                                                    **common))
     assert "before the CEDAR curriculum reaches k=3" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="cedar_hf.training.loop"):  # 1 epoch = 4 steps, extended to 2τ
+    with caplog.at_level("WARNING", logger="cedar_hf.training.resume"):  # 1 epoch = 4 steps, extended to 2τ
         train(build_model("cedar", 16, k=3), dataset, TrainingArgs(output_dir=str(tmp_path / "b"), **common))
     assert "curriculum" not in caplog.text
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())

@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from ..hub.ids import is_hub_id
@@ -129,16 +130,39 @@ def _dataset_embeddings(dataset) -> torch.Tensor:
     return torch.from_numpy(flat.reshape(len(dataset), *row_shape))
 
 
+class RaggedRowsError(ValueError):
+    """Embedding rows of different lengths; `positions` are the offending rows of the array read (top level)."""
+
+    def __init__(self, message: str, positions: list[int]):
+        super().__init__(message)
+        self.positions = positions
+
+
+def _check_equal_lengths(array, level: int) -> None:
+    """Every list of a variable-length list level must have the length of the first (else the rows are ragged)."""
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths != lengths[0]).any():
+        odd = np.flatnonzero(lengths != lengths[0])
+        where = "rows" if level == 0 else f"nested lists (level {level})"
+        raise RaggedRowsError(
+            f"embedding {where} have different lengths: the first has {int(lengths[0])} values but "
+            f"{len(odd)} have {sorted(set(lengths[odd].tolist()))[:5]}; every row must have the same shape",
+            odd.tolist() if level == 0 else [])
+
+
 def arrow_to_numpy(column) -> np.ndarray:
-    """Flatten a (possibly nested, possibly extension-typed) Arrow list column to a 1-D float32 array."""
+    """Flatten a (possibly nested, possibly extension-typed) Arrow list column to a 1-D float32 array; ragged
+    rows (variable-length lists of different lengths) raise a `RaggedRowsError`."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    level = 0
     while True:
         if isinstance(array, pa.ExtensionArray):
             array = array.storage
-        elif pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(
-            array.type
-        ):
-            array = array.flatten()
+        elif pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+            _check_equal_lengths(array, level)
+            array, level = array.flatten(), level + 1
+        elif pa.types.is_fixed_size_list(array.type):
+            array, level = array.flatten(), level + 1
         else:
             break
     if array.null_count:
@@ -157,5 +181,5 @@ def dataset_labels(data, column: str, n_rows: int) -> list:
     return [label for label in labels for _ in range(repeat)]
 
 
-__all__ = ["METADATA_FILE", "arrow_to_numpy", "dataset_folder", "dataset_labels", "embedding_matrix", "load_dataset", "load_embeddings",
+__all__ = ["METADATA_FILE", "RaggedRowsError", "arrow_to_numpy", "dataset_folder", "dataset_labels", "embedding_matrix", "load_dataset", "load_embeddings",
            "read_metadata"]

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from .loading import arrow_to_numpy, load_dataset
+from .loading import RaggedRowsError, arrow_to_numpy, load_dataset
 
 
 class EmbeddingStream:
@@ -56,10 +56,15 @@ class EmbeddingStream:
         """Rows at these positions, float32 `(len(positions), *row_shape)`; NaN/Inf rows raise with their ids."""
         positions = np.asarray(positions, dtype=np.int64)
         table = self._arrow[self.rows[positions].tolist()]
-        values = arrow_to_numpy(table.column(self.column))
+        try:
+            values = arrow_to_numpy(table.column(self.column))
+        except RaggedRowsError as err:
+            named = f"; ids: {self.ids(positions[err.positions[:10]])}" if err.positions else ""
+            raise ValueError(f"{err}{named} (rows of this dataset must all be {self.row_shape} like the first)") from err
         if values.size != len(positions) * int(np.prod(self.row_shape)):
             raise ValueError(
-                f"embedding rows have different shapes: expected every row to be {self.row_shape} like the first"
+                f"embedding rows have different shapes: expected every row to be {self.row_shape} like the first, "
+                f"ids {self.ids(positions[:10])} hold {values.size} values in all"
             )
         values = values.reshape(len(positions), *self.row_shape)
         finite = np.isfinite(values.reshape(len(positions), -1)).all(-1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import httpx
 from huggingface_hub import (
     DatasetCard,
     DatasetCardData,
@@ -96,7 +97,15 @@ def _resolve_token(token: Optional[str]) -> str:
 def _hub_error(exc: Exception, repo_id: str, repo_type: str) -> HubPushError:
     """A clear message for a failed Hub call; built from the status code only, so no secret can leak into it."""
     if isinstance(exc, OfflineModeIsEnabled):
-        return HubPushError(f"cannot push {repo_type} {repo_id!r}: HF_HUB_OFFLINE=1 is set; unset it to push.")
+        names = [name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+                 if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")] or ["HF_HUB_OFFLINE"]
+        shown = " and ".join(f"{name}={os.environ.get(name, '1')}" for name in names)
+        return HubPushError(f"cannot push {repo_type} {repo_id!r}: offline mode is on ({shown}); unset "
+                            f"{' and '.join(names)} to push.")
+    if isinstance(exc, httpx.TransportError):
+        return HubPushError(f"cannot push {repo_type} {repo_id!r}: the Hub (huggingface.co) cannot be reached "
+                            f"({type(exc).__name__}: no network, a proxy or a firewall); check the connection and "
+                            "HTTPS_PROXY, then retry.")
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, RepositoryNotFoundError) or status in (401, 403, 404):
         return HubPushError(
@@ -158,7 +167,7 @@ def push_dictionary_to_hub(
                 revision=revision,
                 create_pr=create_pr,
             )
-        except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
+        except (HfHubHTTPError, OfflineModeIsEnabled, httpx.TransportError) as exc:
             raise _hub_error(exc, repo_id, "model") from None
 
 
@@ -248,7 +257,7 @@ def push_embeddings_to_hub(
                 (Path(folder) / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
             return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
                                      commit_message=f"{message}: dataset card")
-    except (HfHubHTTPError, OfflineModeIsEnabled) as exc:
+    except (HfHubHTTPError, OfflineModeIsEnabled, httpx.TransportError) as exc:
         raise _hub_error(exc, repo_id, "dataset") from None
 
 

@@ -32,10 +32,17 @@ from ..data import (
     read_metadata,
 )
 from .args import TrainingArgs
-from .checkpoint import TrainerState, clean_checkpoint_temporaries, resolve_checkpoint, save_checkpoint
+from .checkpoint import TrainerState, resolve_checkpoint, save_checkpoint
 from .evaluate import evaluate_stream
-from .recipes import Recipe, build_optimizer, curriculum_k, lr_multiplier, resolve_recipe, select_recipe
-from .resume import check_same_data, prepare_output_dir, resume_args, resume_model
+from .recipes import Recipe, build_optimizer, lr_multiplier, resolve_recipe, select_recipe
+from .resume import (
+    check_same_data,
+    resume_args,
+    resume_model,
+    run_length,
+    start_output_dir,
+    warn_if_fewer_processes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +116,9 @@ def _make_accelerator(args: TrainingArgs):
     # Accelerate only forms a gloo process group on a machine without an accelerator when told `cpu=True`;
     # without it, `accelerate launch --num_processes 2` there runs two independent single-process trainings.
     accelerator_available = getattr(torch, "accelerator", None) is not None and torch.accelerator.is_available()
-    return Accelerator(log_with=trackers or None, project_config=project, cpu=not accelerator_available)
+    accelerator = Accelerator(log_with=trackers or None, project_config=project, cpu=not accelerator_available)
+    warn_if_fewer_processes(accelerator.num_processes)
+    return accelerator
 
 
 def _tracker_config(args: TrainingArgs, model) -> dict:
@@ -159,8 +168,8 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     accelerator = _make_accelerator(args)
     total_steps = _check_streams(model, stream, eval_stream, args, accelerator.num_processes)
     recipe = select_recipe(model, args)
-    total_steps = _run_length(recipe, model, args, total_steps)
-    _prepare_output_dir(args, checkpoint is not None, accelerator.is_main_process)
+    total_steps = run_length(recipe, model, args, total_steps)
+    start_output_dir(args, checkpoint is not None, accelerator.is_main_process)
     accelerator.wait_for_everyone()
     _record_provenance(model, dataset, stream, args, total_steps)
 
@@ -199,34 +208,6 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     if not accelerator.is_main_process:
         return model
     return _finish(model, args, eval_stream, state, summary)
-
-
-def _prepare_output_dir(args: TrainingArgs, resuming: bool, main_process: bool = True) -> None:
-    """Refuse/clear a folder holding another run; the main process creates it and drops a killed save's
-    leftovers."""
-    prepare_output_dir(args, resuming, main_process)
-    if main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        clean_checkpoint_temporaries(args.output_dir)
-
-
-def _run_length(recipe: Recipe, model, args: TrainingArgs, total_steps: int) -> int:
-    """CEDAR: without max_steps the run lasts at least 2τ steps (the curriculum, then as many at the target k);
-    a warning when the run ends before the curriculum reaches k."""
-    tau_of = getattr(recipe, "tau", None)
-    tau = tau_of(model) if callable(tau_of) and getattr(model.config, "k", None) is not None else 0
-    if not tau:
-        return total_steps
-    if args.max_steps is None and total_steps < 2 * tau:
-        logger.info("num_epochs=%s gives %d steps; running 2·curriculum_steps = %d so the curriculum (τ=%d) reaches "
-                    "k=%d and trains there as long", args.num_epochs, total_steps, 2 * tau, tau, model.config.k)
-        total_steps = 2 * tau
-    if total_steps <= tau:
-        logger.warning("the run ends at step %d, before the CEDAR curriculum reaches k=%d at step τ=%d: the saved "
-                       "rotation was trained at k ≥ %d only; raise max_steps or lower curriculum_steps",
-                       total_steps, model.config.k, tau, curriculum_k(total_steps - 1, model.config.d_in,
-                                                                      model.config.k, tau, args.seed))
-    return total_steps
 
 
 def _train_mean(model, stream: EmbeddingStream, args: TrainingArgs) -> list[float]:
@@ -334,7 +315,7 @@ def _fit_without_gradients(model, dataset, stream, eval_stream, args: TrainingAr
     for name, s in (("training", stream), ("evaluation", eval_stream)):
         if s is not None and s.dim != model.config.d_in:
             raise ValueError(f"the {name} embeddings are {s.dim}-d but the model has d_in={model.config.d_in}")
-    _prepare_output_dir(args, resuming=False)
+    start_output_dir(args, resuming=False)
     _record_provenance(model, dataset, stream, args, total_steps=0)
     subset = dataset if args.mixture is None else dataset.select(stream.rows.tolist(), keep_in_memory=True)
     started = time.perf_counter()

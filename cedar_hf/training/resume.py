@@ -27,7 +27,14 @@ from transformers import PretrainedConfig
 from ..atomic import remove_directory
 from ..registry import DICTIONARY_CLASSES
 from .args import TrainingArgs
-from .checkpoint import CHECKPOINTS_DIR, check_checkpoint_matches, read_checkpoint_args, read_checkpoint_config
+from .checkpoint import (
+    CHECKPOINTS_DIR,
+    check_checkpoint_matches,
+    clean_checkpoint_temporaries,
+    read_checkpoint_args,
+    read_checkpoint_config,
+)
+from .recipes import curriculum_k
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +45,8 @@ _FREE_FIELDS = {"output_dir", "resume_from_checkpoint", "stop_after_steps", "sav
 # Config fields that record where a dictionary came from, not what it computes.
 _PROVENANCE = {"backbone", "embedding_site", "training_data"}
 # What makes a folder hold a training run.
-RUN_FILES = ("training_args.json", "metrics.json", "model.safetensors", "config.json", "concept_names.json")
+# (A lone training_args.json is a run killed before its first checkpoint: nothing to protect, so not counted.)
+RUN_FILES = ("metrics.json", "model.safetensors", "config.json", "concept_names.json")
 
 
 def _json_value(value: Any) -> Any:
@@ -156,6 +164,48 @@ def prepare_output_dir(args: TrainingArgs, resuming: bool, main_process: bool = 
         remove_directory(logs)
 
 
+def start_output_dir(args: TrainingArgs, resuming: bool, main_process: bool = True) -> None:
+    """Refuse/clear a folder holding another run; the main process creates it and drops a killed save's
+    leftovers."""
+    prepare_output_dir(args, resuming, main_process)
+    if main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        clean_checkpoint_temporaries(args.output_dir)
+
+
+def run_length(recipe, model, args: TrainingArgs, total_steps: int) -> int:
+    """CEDAR: without max_steps the run lasts at least 2τ steps (the curriculum, then as many at the target k);
+    a warning when the run ends before the curriculum reaches k."""
+    tau_of = getattr(recipe, "tau", None)
+    tau = tau_of(model) if callable(tau_of) and getattr(model.config, "k", None) is not None else 0
+    if not tau:
+        return total_steps
+    if args.max_steps is None and total_steps < 2 * tau:
+        logger.info("num_epochs=%s gives %d steps; running 2·curriculum_steps = %d so the curriculum (τ=%d) reaches "
+                    "k=%d and trains there as long", args.num_epochs, total_steps, 2 * tau, tau, model.config.k)
+        total_steps = 2 * tau
+    if total_steps <= tau:
+        logger.warning("the run ends at step %d, before the CEDAR curriculum reaches k=%d at step τ=%d: the saved "
+                       "rotation was trained at k ≥ %d only; raise max_steps or lower curriculum_steps",
+                       total_steps, model.config.k, tau, curriculum_k(total_steps - 1, model.config.d_in,
+                                                                      model.config.k, tau, args.seed))
+    return total_steps
+
+
+def warn_if_fewer_processes(num_processes: int) -> bool:
+    """Warn when `accelerate launch` was asked for several processes but started one: `--cpu --num_processes 2`
+    silently runs a single process (accelerate's simple launcher, which still sets MASTER_PORT)."""
+    launched = "ACCELERATE_USE_CPU" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
+    asked_for_more = "MASTER_PORT" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if num_processes == 1 and launched and asked_for_more:
+        logger.warning("accelerate launch was asked for several processes but this run has ONE (accelerate's --cpu "
+                       "flag runs a single process). For several CPU processes use: accelerate launch --multi_gpu "
+                       "--num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no -m cedar_hf.cli "
+                       "train ... (with OMP_NUM_THREADS=1)")
+        return True
+    return False
+
+
 def check_same_data(checkpoint: str, rows: int, total_steps: int, saved_total: Optional[int], args) -> None:
     """Refuse a resume on other training data (another row count means other batches and run length)."""
     saved_rows = read_checkpoint_config(checkpoint).get("training_data", {}).get("rows")
@@ -167,4 +217,5 @@ def check_same_data(checkpoint: str, rows: int, total_steps: int, saved_total: O
                          f"make {total_steps}; resume with the same max_steps / num_epochs / batch_size")
 
 
-__all__ = ["RUN_FILES", "check_same_data", "prepare_output_dir", "resume_args", "resume_model", "run_files"]
+__all__ = ["RUN_FILES", "check_same_data", "prepare_output_dir", "resume_args", "resume_model", "run_files",
+           "run_length", "start_output_dir", "warn_if_fewer_processes"]
