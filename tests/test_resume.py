@@ -141,7 +141,8 @@ def test_a_short_cedar_run_warns_and_the_default_length_reaches_k(tmp_path, capl
     assert "before the CEDAR curriculum reaches k=3" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="cedar_hf.training.resume"):  # 1 epoch = 4 steps, extended to 2τ
-        train(build_model("cedar", 16, k=3), dataset, TrainingArgs(output_dir=str(tmp_path / "b"), **common))
+        train(build_model("cedar", 16, k=3), dataset,
+              TrainingArgs(output_dir=str(tmp_path / "b"), num_epochs=1, **common))
     assert "curriculum" not in caplog.text
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert metrics["step"] == 20
