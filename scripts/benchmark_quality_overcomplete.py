@@ -7,7 +7,11 @@ weight and bias, the (fused, eval-mode) dictionary, the inference rule (top-k or
 overcomplete keeps as a plain attribute outside the state_dict) and overcomplete's own codes and reconstructions
 of the validation tensors, so the caller can check its re-expression of the model against overcomplete itself.
 
-    python scripts/benchmark_quality_overcomplete.py IN.pt OUT.pt --steps 1000 --batch-size 1024
+Training runs epoch by epoch with overcomplete's own `train_sae` (Adam, `top_k_auxiliary_loss`) and stops on the
+same held-out plateau rule as cedar-hf's `cedar-hf` recipe: the held-out FVU (dataset level, in the standardised
+space) has not improved by `--min-delta` (relative) for `--patience` epochs, or `--max-epochs` is reached.
+
+    python scripts/benchmark_quality_overcomplete.py IN.pt OUT.pt --seed 0 --max-epochs 30 --batch-size 1024
 """
 
 import argparse
@@ -19,20 +23,40 @@ from overcomplete.sae.losses import top_k_auxiliary_loss
 from torch.utils.data import DataLoader, TensorDataset
 
 
-def train_one(kind: str, x_c: torch.Tensor, n_latents: int, k: int, steps: int, batch_size: int, lr: float):
-    torch.manual_seed(0)
+def held_out_fvu(model, val_c: torch.Tensor, train_mean_c: torch.Tensor) -> float:
+    with torch.no_grad():
+        model.eval()
+        _, _, x_hat = model(val_c)
+        model.train()
+    return float((val_c - x_hat).pow(2).sum() / (val_c - train_mean_c).pow(2).sum())
+
+
+def train_one(kind: str, x_c: torch.Tensor, val_c: torch.Tensor, n_latents: int, k: int, args) -> tuple:
+    torch.manual_seed(args.seed)
     d = x_c.shape[1]
     if kind == "topk":
         model = TopKSAE(d, nb_concepts=n_latents, top_k=k)
     else:  # overcomplete's BatchTopK counts top_k over the WHOLE batch: k per sample × batch size
-        model = BatchTopKSAE(d, nb_concepts=n_latents, top_k=k * batch_size, threshold_momentum=0.99)
-    loader = DataLoader(TensorDataset(x_c), batch_size=batch_size, shuffle=True, drop_last=True)
-    epochs = max(1, round(steps / len(loader)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    started = time.time()
-    logs = train_sae(model, loader, top_k_auxiliary_loss, optimizer, nb_epochs=epochs, monitoring=1)
-    return model.eval(), {"epochs": epochs, "steps": epochs * len(loader), "seconds": time.time() - started,
-                          "final_r2": logs["r2"][-1] if logs.get("r2") else None}
+        model = BatchTopKSAE(d, nb_concepts=n_latents, top_k=k * args.batch_size, threshold_momentum=0.99)
+    generator = torch.Generator().manual_seed(args.seed)
+    loader = DataLoader(TensorDataset(x_c), batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        generator=generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    started, best, bad, history = time.time(), float("inf"), 0, []
+    train_mean_c = x_c.mean(0)
+    for epoch in range(1, args.max_epochs + 1):
+        train_sae(model, loader, top_k_auxiliary_loss, optimizer, nb_epochs=1, monitoring=0)
+        fvu = held_out_fvu(model, val_c[: args.eval_rows], train_mean_c)
+        history.append({"epoch": epoch, "step": epoch * len(loader), "eval/fvu": fvu})
+        print(f"{kind} seed {args.seed} epoch {epoch}: held-out FVU {fvu:.4f}", flush=True)
+        if fvu < best * (1 - args.min_delta):
+            best, bad = fvu, 0
+        else:
+            bad += 1
+        if bad >= args.patience:
+            break
+    return model.eval(), {"epochs": epoch, "steps": epoch * len(loader), "seconds": time.time() - started,
+                          "stopped_on_plateau": bad >= args.patience, "history": history}
 
 
 @torch.no_grad()
@@ -56,23 +80,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs")
     parser.add_argument("output")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--min-delta", type=float, default=0.002)
+    parser.add_argument("--eval-rows", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--expansion", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--kinds", nargs="+", default=["topk", "batchtopk"])
     args = parser.parse_args()
     data = torch.load(args.inputs)
     standardize = lambda x: (x - data["mean"]) * data["scale"]  # noqa: E731
     train_c, val_c = standardize(data["train"]), standardize(data["val"])
     n_latents = args.expansion * train_c.shape[1]
-    result = {"overcomplete_version": __import__("overcomplete").__version__ if hasattr(__import__("overcomplete"),
-                                                                                        "__version__") else "0.3.0"}
+    result = {"overcomplete_version": "0.3.0", "seed": args.seed, "lr": args.lr, "batch_size": args.batch_size}
     for kind, k in (("topk", 64), ("batchtopk", 32)):
-        model, info = train_one(kind, train_c, n_latents, k, args.steps, args.batch_size, args.lr)
+        if kind not in args.kinds:
+            continue
+        model, info = train_one(kind, train_c, val_c, n_latents, k, args)
         result[kind] = {**export(model, kind, val_c, k), **info}
-        print(f"{kind}: {info}")
-    torch.save(result, args.output)
-
+        print(f"{kind}: epochs {info['epochs']}, {info['seconds']:.0f} s")
+    tmp = args.output + ".tmp"
+    torch.save(result, tmp)
+    __import__("os").replace(tmp, args.output)
 
 if __name__ == "__main__":
     main()
