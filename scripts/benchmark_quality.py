@@ -5,7 +5,8 @@ Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes 
   1. embed    WordNet 3.0 glosses (Debian's wordnet-base) with the offline MiniLM (384-d); label = lexicographer
               file (noun.animal, verb.motion, ...); 50k train / 10k held out (a seeded split).
   2. train    per seed: CEDAR (k_target = 10, Cayley and matrix_exp), ReLU (λ = 0.01), TopK (k = 64), BatchTopK
-              (k = 32), MSAE (RW, levels doubling from 64) — SAEs 8× — with `cedar_hf.train` and one recipe
+              (k = 32), MSAE (RW, levels doubling from 64) — SAEs 8× — plus the no-rotation and Semi-NMF
+              baselines, with `cedar_hf.train` and one recipe
               (`--recipe`, default `cedar-hf`: stop when the held-out FVU has not improved 0.2 % for 3 epochs, at
               most `--max-epochs`); overcomplete 0.3.0's TopKSAE / BatchTopKSAE in their own venv on the same
               standardised tensors, with the same plateau rule.
@@ -170,6 +171,10 @@ def model_specs(expansion: int, tau: int) -> dict:
         "TopK": ("topk_sae", dict(expansion_factor=expansion, k=64)),
         "BatchTopK": ("batchtopk_sae", dict(expansion_factor=expansion, k=32)),
         "MSAE (RW)": ("matryoshka_sae", dict(expansion_factor=expansion, weighting="RW")),
+        # The seed's other baselines (issue 8): CEDAR without its rotation (only the mean), and Semi-NMF fitted by
+        # its own alternating algorithm (1× atoms; its code solve is a dense m×m iteration). Last: lowest priority.
+        "No rotation": ("no_rotation", dict(k=10)),
+        "Semi-NMF": ("semi_nmf", dict(expansion_factor=1, l1_coefficient=0.01)),
     }
 
 
