@@ -12,10 +12,12 @@ import math
 import datasets
 import pytest
 import torch
+import typer
 
 import cedar_hf
 from builders import build_model
-from cedar_hf.commands.train import parse
+from cedar_hf.cli import app
+from cedar_hf.commands.train import split_options
 from cedar_hf.configuration_sae import matryoshka_levels
 from cedar_hf.training import TrainingArgs, train
 from cedar_hf.training.recipes import PlateauStopper, build_optimizer, recipe_learning_rate, resolve_recipe
@@ -173,7 +175,10 @@ def test_training_stops_on_a_held_out_plateau(tmp_path):
 
 
 def test_cli_takes_a_recipe():
-    command, args = parse(["--data", "some/folder", "--architecture", "relu", "--recipe", "msae"])
+    train_command = typer.main.get_command(app).get_command(None, "train")
+    context = train_command.make_context("train", ["-d", "some/folder", "-a", "relu", "--recipe", "msae"])
+    _, args = split_options(context.params)
     assert args.recipe == "msae" and args.learning_rate is None  # resolved per architecture at train time
-    with pytest.raises(SystemExit):
-        parse(["--data", "some/folder", "--recipe", "nope"])
+    assert "--recipe" in train_command.get_help(context)
+    with pytest.raises(ValueError, match="recipe='nope'"):
+        split_options({**context.params, "recipe": "nope"})
