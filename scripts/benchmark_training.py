@@ -50,9 +50,30 @@ MODELS = [
 ]
 
 
-def build(model_type: str, d: int, overrides: dict, x: torch.Tensor):
+# The same models as before issue 18, for the speed-up in the same run: `torch.linalg.matrix_exp` (backward by a
+# 2D × 2D exponential) and the dense `(B, n) × (n, d)` top-k decode / backward.
+REFERENCES = [
+    ("CEDAR (matrix_exp) before issue 18: torch.linalg.matrix_exp, dense decode", "cedar",
+     dict(k=10, parametrization="matrix_exp", init_std=0.01)),
+    ("TopK SAE 8x, k=64 before issue 18: dense decode", "topk_sae", dict(expansion_factor=8, k=64)),
+]
+
+
+class ReferenceCedar(cedar_hf.CedarModel):
+    """CEDAR as it was: U from `torch.linalg.matrix_exp`, dense encode/decode."""
+
+    @property
+    def rotation(self) -> torch.Tensor:
+        return torch.linalg.matrix_exp(self.A - self.A.T)
+
+
+def build(model_type: str, d: int, overrides: dict, x: torch.Tensor, reference: bool = False):
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
+    if reference and model_type == "cedar":
+        model_class = ReferenceCedar
     model = model_class(config_class(d_in=d, **overrides))
+    if reference:
+        model.use_sparse_kernels = False
     args = TrainingArgs(report_to="none")
     recipe = select_recipe(model, args)
     if callable(getattr(model, "set_normalization", None)):
@@ -152,9 +173,9 @@ def time_interleaved(steppers: dict, steps: int, rounds: int, batch: int, d: int
 def speed_rows(d: int, batch: int, steps: int, rounds: int, worker) -> list[dict]:
     x = torch.randn(batch, d) * 0.5 + torch.randn(d)
     steppers = {}
-    for label, model_type, overrides in MODELS:
+    for label, model_type, overrides in MODELS + REFERENCES:
         torch.manual_seed(0)
-        model, recipe = build(model_type, d, overrides, x)
+        model, recipe = build(model_type, d, overrides, x, reference=(label, model_type, overrides) in REFERENCES)
         steppers[label] = Stepper(model, recipe, overrides.get("k") if model_type == "cedar" else None, x)
     if worker is not None:
         steppers[PEER] = PeerStepper(worker, x, 8 * d, 64)
@@ -228,6 +249,8 @@ GOALS = [  # (label, numerator, denominator, required ratio of samples/s at d = 
     ("our TopK SAE 8x vs overcomplete's TopKSAE", "TopK SAE 8x, k=64", PEER, 1.5),
     ("CEDAR (matrix_exp) vs overcomplete's TopKSAE", "CEDAR (matrix_exp)", PEER, None),
     ("CEDAR (cayley) vs overcomplete's TopKSAE", "CEDAR (cayley)", PEER, None),
+    ("CEDAR (matrix_exp) speed-up over before issue 18", "CEDAR (matrix_exp)", REFERENCES[0][0], None),
+    ("TopK SAE speed-up over before issue 18", "TopK SAE 8x, k=64", REFERENCES[1][0], None),
 ]
 
 
