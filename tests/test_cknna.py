@@ -83,3 +83,22 @@ def test_bad_arguments_raise(kwargs, match):
         cknna(x, x, **kwargs)
     with pytest.raises(ValueError, match="same number of rows"):
         cknna(x, x[:10])
+
+
+def test_sparse_codes_take_the_sparse_product_and_give_the_same_value():
+    """Wide, 4%-dense codes (an SAE at matched FVU) go through torch.sparse.mm; float64 so both paths agree to
+    rounding (the only difference is the order of additions)."""
+    from cedar_hf.evaluation.cknna import SPARSE_DENSITY
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(80, 8, generator=g, dtype=torch.float64)
+    codes = torch.relu(torch.randn(80, 512, generator=g, dtype=torch.float64)) * (
+        torch.rand(80, 512, generator=g) < 0.04)  # ~10 non-zeros per row
+    assert float((codes != 0).double().mean()) < SPARSE_DENSITY
+    values, indices = topk_neighbours(codes, 3)
+    dense = codes @ codes.T
+    dense.fill_diagonal_(float("-inf"))
+    assert bool((dense.topk(4, dim=1).values > 0).all())  # k = 3 < the 4+ overlapping rows: no ties at 0
+    assert torch.allclose(values, dense.gather(1, indices), atol=1e-12)
+    assert torch.allclose(values, dense.topk(3, dim=1).values, atol=1e-12)
+    assert cknna(x, codes, k=3) == pytest.approx(cknna_dense(x, codes, 3), abs=1e-10)

@@ -23,19 +23,24 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+SPARSE_DENSITY = 0.05  # below this fraction of non-zeros, kernels of wide matrices use a sparse product
+
 
 def topk_neighbours(x: torch.Tensor, k: int, block_size: Optional[int] = None, progress: bool = False,
                     desc: str = "kNN") -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest off-diagonal entries of each row of `x xᵀ`: `(values (N, k), indices (N, k))`, computed
-    over row blocks of `block_size` rows (default: about 64 M kernel entries per block)."""
+    over row blocks of `block_size` rows (default: about 64 M kernel entries per block); sparse × dense products
+    when `x` is wide and mostly zeros (the same numbers up to the order of float additions)."""
     n = x.shape[0]
     block_size = block_size or max(1, (1 << 26) // max(n, 1))
     values = torch.empty(n, k, dtype=x.dtype)
     indices = torch.empty(n, k, dtype=torch.long)
     starts = range(0, n, block_size)
+    # sparse codes (a few % non-zero, e.g. an SAE at matched FVU): a sparse × dense product costs nnz·N, not N·d·N
+    sparse = x.shape[1] >= 256 and float((x != 0).double().mean()) < SPARSE_DENSITY
     for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
         stop = min(start + block_size, n)
-        block = x[start:stop] @ x.T  # (b, N)
+        block = torch.sparse.mm(x[start:stop].to_sparse(), x.T) if sparse else x[start:stop] @ x.T  # (b, N)
         rows = torch.arange(stop - start)
         block[rows, rows + start] = float("-inf")  # exclude the diagonal
         top = block.topk(k, dim=1)

@@ -70,7 +70,7 @@ class Protocol:
         return "centred by the training mean μ (x − μ, x̂ − μ)" if self.centre else "raw embeddings"
 
     def definitions(self, cknna_k: int = 10) -> dict:
-        where = "x − μ and x̂ − μ" if self.centre else "x and x̂ (raw)"
+        where = "x_i − μ, x̂_i − μ" if self.centre else "x_i, x̂_i (raw)"
         against = "x̂ − μ" if self.centre and self.cknna_against == "reconstruction" else (
             "the codes" if self.cknna_against == "codes" else "x̂")
         rows = ("all evaluation rows at once" if self.cknna_batch_size is None else

@@ -53,6 +53,10 @@ def markdown_table(report: dict) -> str:
                 continue
             cells = " | ".join(_cell(row.get(key), digits) for key, _, digits in columns)
             lines.append(f"| {target:.2f} | {name} | {cells} | {row['fvu']:.4f} | {row['tau']:.4g} |")
+    if "probe_on_original" in report:
+        original = report["probe_on_original"]
+        lines += ["", f"LP of the same probe on the original embeddings: cross-entropy {original['cross_entropy']:.3f}, "
+                      f"accuracy {original['accuracy']:.3f} (probe trained on {report.get('probe_trained_on', '?')})."]
     return "\n".join(lines)
 
 
