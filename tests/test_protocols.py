@@ -19,6 +19,7 @@ from cedar_hf.evaluation import (
     cknna,
     cknna_batched,
     compare_models,
+    compare_protocols,
     evaluate_reconstruction,
     fvu_variant,
     get_protocol,
@@ -243,3 +244,13 @@ def test_cli_both_protocols_give_different_tables_and_record_the_protocol(tmp_pa
     bad = CliRunner().invoke(app, ["evaluate", "--models", paths[0], "--data", str(tmp_path / "val"),
                                    "--protocol", "paper"])
     assert bad.exit_code != 0 and "unknown protocol 'paper'" in re.sub(r"[\s│]+", " ", bad.output)
+
+
+def test_compare_protocols_keys_by_protocol_name():
+    x, _, _ = planted_sparse(300, 8, 2, seed=7)
+    cedar = build_model("cedar", 8, init_std=0.2)
+    cedar.set_mean(x[:200].mean(0))
+    reports = compare_protocols({"cedar": cedar.eval()}, x[200:], ("cedar-hf", get_protocol("msae", cknna_batch_size=50)),
+                                targets=(0.4,), train_data=x[:200], progress=False)
+    assert list(reports) == ["cedar-hf", "msae+cknna_batch_size=50"]
+    assert reports["msae+cknna_batch_size=50"]["models"]["cedar"]["matched"][0]["CKNNA_batches"] == 2

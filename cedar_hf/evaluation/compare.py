@@ -170,10 +170,13 @@ def compare_models(models: Mapping[str, object], eval_data, targets: Sequence[fl
     return report
 
 
-def compare_protocols(models: Mapping[str, object], eval_data, protocols: Sequence[str] = ("cedar-hf", "msae"),
+def compare_protocols(models: Mapping[str, object], eval_data, protocols: Sequence = ("cedar-hf", "msae"),
                       **kwargs) -> dict:
-    """`{protocol name: compare_models(models, eval_data, protocol=name, **kwargs)}` — both tables at once."""
-    return {name: compare_models(models, eval_data, protocol=name, **kwargs) for name in protocols}
+    """`{protocol name: compare_models(models, eval_data, protocol=p, **kwargs)}` — both tables at once. Items of
+    `protocols` are names or `Protocol`s (e.g. `get_protocol("msae", cknna_batch_size=1024)`; the key is then
+    its name, "msae+cknna_batch_size=1024")."""
+    chosen = [get_protocol(p) for p in protocols]
+    return {p.name: compare_models(models, eval_data, protocol=p, **kwargs) for p in chosen}
 
 
 __all__ = ["DEFAULT_TARGETS", "compare_models", "compare_protocols", "evaluate_model",
