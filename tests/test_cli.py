@@ -175,4 +175,11 @@ def _check_name(root: Path, output: str) -> None:
     assert len(names) == 384 and all(entry["name"] for entry in names)
 
 
-CHECKS = {"extract": _check_extract, "train": _check_train, "name": _check_name, "push": _check_push}
+def _check_analyze(root: Path, output: str) -> None:
+    skipped = json.loads((root / "analysis" / "analysis.json").read_text())["skipped"]
+    assert set(skipped) == {"modality", "bridge", "stability"}  # text-only data, no pairs, no --reference
+    assert "skipped modality: the dataset has no `modality` column" in output
+    assert "skipped stability: no --reference" in output
+
+
+CHECKS = {"extract": _check_extract, "analyze": _check_analyze, "train": _check_train, "name": _check_name, "push": _check_push}

@@ -37,13 +37,24 @@ def named_model(d: int = 24, **overrides):
     return model
 
 
+# the shape `cedar-hf evaluate --save-in-models` writes (context, protocol, matched rows); values made up
+EVALUATION = {
+    "n_eval": 500, "d_in": 24, "n_train": 0, "tolerance": 0.005, "cknna_k": 10, "n_latents": 24,
+    "protocol": {"name": "msae", "summary": "MSAE's scoring as the CEDAR paper's Table 1 used it"},
+    "matched": [
+        {"target": 0.25, "reached": True, "tau": 0.1, "fvu": 0.2502, "K": 7.5, "IC": 20.1, "CS": 0.93, "CKNNA": 0.61,
+         "dead_latents": 0, "dead_fraction": 0.0},
+        {"target": 0.1, "reached": False, "tau": 0.0, "min_fvu": 0.18},
+    ],
+}
+
+
 @pytest.fixture
 def model_folder(tmp_path):
     model = named_model()
     folder = tmp_path / "trained"
     model.save_pretrained(folder)
-    (folder / "evaluation.json").write_text(json.dumps({"fvu": 0.21, "cs": 0.93, "at_fvu": {"0.25": {"K": 7.5}},
-                                                        "note": "text is skipped"}))
+    (folder / "evaluation.json").write_text(json.dumps(EVALUATION))
     (folder / "metrics.json").write_text(json.dumps({"train/loss": 1.25, "steps": 300, "eval/fvu": 0.3}))
     (folder / "training_args.json").write_text(json.dumps({"batch_size": 1024, "learning_rate": 0.001}))
     return folder
@@ -120,8 +131,10 @@ def test_push_uploads_exactly_the_expected_files_and_card(model_folder, fake_hub
     assert again.concept_names == model.concept_names
     card = (uploaded / "README.md").read_text()
     assert not re.search(r"{{|}}|{%|%}", card)
-    assert "concept0" in card and "training data: rows | 1000" in card and "| cs | 0.93 |" in card
-    assert "| train/loss | 1.25 |" in card  # the body lists everything
+    assert "concept0" in card and "training data: rows | 1000" in card
+    assert "| 0.25 | 0.2502 | 7.5 | 20.1 | 0.93 | 0.61 | — | — | 0 |" in card  # the matched-FVU table
+    assert "| 0.1 | not reached (lowest FVU 0.18) |" in card and "protocol `msae`" in card
+    assert "| FVU | 0.3 |" in card and "train/loss" not in card  # held-out numbers, not the loop's bookkeeping
 
 
 def test_card_metadata_passes_hub_card_parsing(model_folder):
@@ -133,8 +146,13 @@ def test_card_metadata_passes_hub_card_parsing(model_folder):
     assert data["base_model"] == "openai/clip-vit-base-patch32"
     assert data["datasets"] == ["user/coco-clip-embeddings"]
     assert {"cedar-hf", "cedar", "image-embeds"} <= set(data["tags"])
-    values = {r.metric_type: r.metric_value for r in parsed.data.eval_results}
-    assert values == {"fvu": 0.21, "cs": 0.93, "at_fvu/0.25/K": 7.5, "eval/fvu": 0.3}  # not the loop's bookkeeping
+    assert data["pipeline_tag"] == "feature-extraction"
+    values = {r.metric_name: r.metric_value for r in parsed.data.eval_results}
+    # real metrics only, at the target reached, with the protocol: no sizes, settings or training bookkeeping
+    assert values == {"K at FVU 0.25": 7.5, "IC at FVU 0.25": 20.1, "CS at FVU 0.25": 0.93,
+                      "CKNNA at FVU 0.25": 0.61, "dead_fraction at FVU 0.25": 0.0}
+    assert {r.metric_config for r in parsed.data.eval_results} == {"protocol=msae, target_fvu=0.25"}
+    assert sorted(data["metrics"]) == ["cknna", "cs", "dead_fraction", "ic", "k"]
     assert {r.dataset_name for r in parsed.data.eval_results} == {"user/coco-clip-embeddings"}
     assert ModelCard(str(parsed)).data.to_dict() == data  # round trip
     # the 20 highest-energy concepts, ranked by mean |code| over the given embeddings
@@ -252,3 +270,39 @@ def test_push_command(model_folder, fake_hub, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     failed = CliRunner().invoke(app, ["push", "user/cli-push", "-m", str(model_folder)])
     assert failed.exit_code == 1 and "No Hugging Face token" in failed.output
+
+
+def test_card_of_a_real_evaluation_and_no_local_paths(tmp_path):
+    """`cedar-hf evaluate --save-in-models` then `push --dry-run`: the model-index is that evaluation's matched
+    table; a local backbone path and dataset folder appear only as folder names, in the card and config.json."""
+    import datasets
+    from typer.testing import CliRunner
+
+    from cedar_hf.cli import app
+
+    x = torch.randn(400, 12, generator=torch.Generator().manual_seed(3))
+    datasets.Dataset.from_dict({"embedding": x.numpy()}).save_to_disk(str(tmp_path / "emb"))
+    local_backbone = str(tmp_path / "models" / "my-encoder")
+    model = cedar_hf.CedarModel(cedar_hf.CedarConfig(d_in=12, k=4, init_std=0.2, backbone=local_backbone,
+                                                     training_data={"dataset": str(tmp_path / "emb")}))
+    model.set_mean(x.mean(0))
+    model.save_pretrained(tmp_path / "run")
+    runner = CliRunner()
+    evaluated = runner.invoke(app, ["evaluate", "-m", str(tmp_path / "run"), "-d", str(tmp_path / "emb"),
+                                    "--targets", "0.3", "0.6", "-o", str(tmp_path / "eval"), "--save-in-models"])
+    assert evaluated.exit_code == 0, evaluated.output
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    result = runner.invoke(app, ["push", "user/tiny", "-m", str(tmp_path / "run"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path) not in result.output and "my-encoder" in result.output
+    card = ModelCard(result.output.split("\n\nwould push to")[0])
+    names = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    for row in evaluation["matched"]:  # CEDAR reaches every target in (0, 1): each is in the model-index
+        assert names[f"K at FVU {row['target']:g}"] == pytest.approx(row["K"])
+        assert names[f"CS at FVU {row['target']:g}"] == pytest.approx(row["CS"])
+    assert not [n for n in names if n.split()[0] in ("d_in", "n_latents", "tolerance", "cknna_k", "n_train")]
+    from cedar_hf.hub.cards import public_config
+
+    with public_config(model.config):
+        assert model.config.backbone == "my-encoder" and model.config.training_data == {"dataset": "emb"}
+    assert model.config.backbone == local_backbone  # restored after the block

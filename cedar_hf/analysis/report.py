@@ -50,6 +50,26 @@ def _modality_section(dataset, codes, x, energy, model, modalities, bins, progre
     }
 
 
+def skipped_reasons(dataset, pairs, references, modality_done: bool) -> dict[str, str]:
+    """Why each analysis that did not run was skipped (`analysis.json`'s `skipped`; printed by `cedar-hf analyze`)."""
+    columns = getattr(dataset, "column_names", None)
+    skipped = {}
+    if not modality_done:
+        if columns is None:
+            skipped["modality"] = "the data is a bare matrix: it has no `modality` column"
+        elif "modality" not in columns:
+            skipped["modality"] = "the dataset has no `modality` column (image/text rows, e.g. two cedar-hf extract " \
+                                  "runs concatenated)"
+        else:
+            skipped["modality"] = f"the `modality` column has one value only ({sorted(set(dataset['modality']))})"
+        skipped["bridge"] = "bridges need the modality analysis (see modality)"
+    elif pairs is None and "pair_id" not in (columns or []):
+        skipped["bridge"] = "no aligned pairs: give --pairs FILE (image id, text id) or a `pair_id` column"
+    if not references:
+        skipped["stability"] = "no --reference dictionary (another seed or data mixture) to compare with"
+    return skipped
+
+
 def _diagonal_bridges(codes_a, codes_b, model, top: int) -> list[dict]:
     """The strongest self-bridges B_ii = E[z_img_i z_txt_i] (cos(a_i, a_i) = 1 for every non-zero atom)."""
     alive = np.linalg.norm(directions_of(model), axis=1) > 0
@@ -123,6 +143,7 @@ def analyze_dictionary(
         result["bridge"] = {"pairs": int(len(rows_a)), "top": cross, "top_shared": shared}
     if references:
         result["stability"] = _stability_section(model, energy, references, x, batch_size, progress)
+    result["skipped"] = skipped_reasons(dataset, pairs, references, result["modality"] is not None)
     if output_dir is not None:
         result["figures"] = write_figures(result, output_dir)
         with open(Path(output_dir) / "analysis.json", "w") as f:

@@ -61,7 +61,19 @@ def score(
         chance = "—" if row["chance"] is None else f"{row['chance']:.3f}"
         typer.echo(f"{key:<18} mean {row['mean']:.3f} ± {row['std']:.3f} over {row['scored']} concepts "
                    f"(chance {chance}; {row['unscored']} unscored)")
+    _print_extremes(report, top)
     typer.echo(f"-> {json_path}\n-> {md_path}")
+
+
+def _print_extremes(report, top: int) -> None:
+    """The best and the worst `top` concepts by the first score that was computed."""
+    key = next((k for k in ("fidelity", "purity", "caption_agreement") if k in report.summary), None)
+    ranked = sorted((c for c in report.per_concept if key and c.get(key) is not None), key=lambda c: -c[key])
+    if not ranked or top < 1:
+        return
+    for title, rows in (("best", ranked[:top]), ("worst", ranked[::-1][:top])):
+        shown = ", ".join(f"#{c['latent']} {c.get('name') or '-'} {c[key]:.2f}" for c in rows)
+        typer.echo(f"{title} {len(rows)} by {key}: {shown}")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import transformers
-from huggingface_hub import EvalResult
 
 from cedar_hf.analysis.codes import compute_codes
 from cedar_hf.analysis.energy import concept_energy, top_concepts
 
 from ..registry import card_text
 from ..version import __version__
+from .card_metrics import eval_results, evaluation_table, held_out_rows, matched_rows, protocol_of
 from .ids import is_hub_id
 
 MISSING = "[More Information Needed]"
@@ -79,17 +79,6 @@ def _fmt(value: Any) -> str:
     return str(_or_missing(value))
 
 
-def flatten_numbers(data: Any, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of nested JSON as `{"a/b": value}` (booleans and non-finite values dropped)."""
-    out: dict[str, float] = {}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            out.update(flatten_numbers(value, f"{prefix}{key}/"))
-    elif isinstance(data, (int, float)) and not isinstance(data, bool) and math.isfinite(data):
-        out[prefix.rstrip("/")] = float(data)
-    return out
-
-
 def _read_json(folder: Optional[Path], name: str) -> Optional[dict]:
     if folder is None or not (folder / name).is_file():
         return None
@@ -97,18 +86,24 @@ def _read_json(folder: Optional[Path], name: str) -> Optional[dict]:
         return json.load(f)
 
 
-def _metrics(folder: Optional[Path]) -> tuple[dict[str, float], dict[str, float], str]:
-    """(all metrics for the body, evaluation metrics for the YAML model-index, summary): the YAML gets
-    `evaluation.json` and the `eval/*` entries of `metrics.json`, not training-loop bookkeeping."""
+def _evaluation(folder: Optional[Path], dataset: Optional[str]) -> dict:
+    """Template values of the Evaluation section and the model-index entries (see `card_metrics`)."""
     evaluation, training = _read_json(folder, "evaluation.json"), _read_json(folder, "metrics.json")
-    training_numbers, evaluation_numbers = flatten_numbers(training or {}), flatten_numbers(evaluation or {})
-    metrics = {**training_numbers, **evaluation_numbers}
-    headline = {**{k: v for k, v in training_numbers.items() if k.startswith("eval/")}, **evaluation_numbers}
-    sources = [name for name, data in (("evaluation.json", evaluation), ("metrics.json", training)) if data]
-    if not metrics:
-        return {}, {}, (f"{MISSING} (no evaluation.json or metrics.json was found beside the model; run "
-                        "`cedar-hf evaluate`).")
-    return metrics, headline, f"From {' and '.join(f'`{s}`' for s in sources)} in the model folder (also uploaded)."
+    protocol, protocol_summary = protocol_of(evaluation or {})
+    rows = matched_rows(evaluation or {})
+    table = evaluation_table(rows) if rows else []
+    if rows:
+        summary = (f"At matched reconstruction error (the CEDAR paper's Table 1), from `evaluation.json` "
+                   f"(`cedar-hf evaluate --save-in-models`) on {evaluation.get('n_eval', MISSING)} held-out "
+                   f"embeddings; protocol `{protocol}`: {protocol_summary}. Codes below a threshold τ are zeroed, "
+                   "τ chosen per model to reach each target FVU.")
+    else:
+        summary = (f"{MISSING}: no matched-FVU evaluation beside the model (run `cedar-hf evaluate -m MODEL -d "
+                   "HELD_OUT --save-in-models` before pushing).")
+    return {
+        "evaluation_summary": summary, "evaluation_table": table, "held_out_rows": held_out_rows(training),
+        "eval_results": eval_results(rows, protocol, dataset),
+    }
 
 
 TRAINING_ARGS_SKIPPED = {"output_dir", "disable_tqdm", "report_to", "logging_steps", "eval_batch_size",
@@ -167,27 +162,24 @@ def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path
     config = model.config
     backbone = public_name(config.backbone)
     dataset = public_name(dataset or (config.training_data or {}).get("dataset"))
-    metrics, headline, metrics_summary = _metrics(folder)
+    evaluation = _evaluation(folder, dataset)
+    results = evaluation.pop("eval_results")
     training_rows, training_summary = _training(model, folder)
     top, energy_summary = _top_concepts(model, embeddings, top_n, progress)
     name, description = card_text(config)
     concept_names = model.concept_names or {}
     metadata = {
         "library_name": "cedar-hf",
+        "pipeline_tag": "feature-extraction",
         "base_model": backbone if is_hub_id(backbone) else None,
         "datasets": [dataset] if is_hub_id(dataset) else None,
         "tags": ["cedar-hf", "interpretability", "sparse-dictionary", config.model_type]
         + ([config.embedding_site.replace("_", "-")] if config.embedding_site else []),
-        "metrics": sorted(headline) or None,
+        "metrics": sorted({r.metric_type for r in results}) or None,
     }
-    if headline:
+    if results:
         metadata["model_name"] = repo_id or config.model_type
-        metadata["eval_results"] = [
-            EvalResult(task_type="feature-extraction", dataset_type=dataset if is_hub_id(dataset) else "embeddings",
-                       dataset_name=dataset if is_hub_id(dataset) else "held-out embeddings", metric_type=key,
-                       metric_name=key, metric_value=value)
-            for key, value in sorted(headline.items())
-        ]
+        metadata["eval_results"] = results
     names_summary = (f"{len(concept_names.get('names', []))} names from {concept_names.get('vocabulary', MISSING)}"
                      + (f", prompt `{concept_names['prompt']}`" if concept_names.get("prompt") else "")
                      if concept_names else f"{MISSING} (not named; see `cedar-hf name`)")
@@ -206,8 +198,7 @@ def model_card_values(model, repo_id, dataset, embeddings, folder: Optional[Path
         "names_summary": names_summary, "vocabulary": concept_names.get("vocabulary", "a concept vocabulary"),
         "library_version": __version__, "transformers_version": transformers.__version__,
         "training_rows": training_rows, "training_summary": training_summary,
-        "metric_rows": [(key, _fmt(value)) for key, value in sorted(metrics.items())],
-        "metrics_summary": metrics_summary,
+        **evaluation,
         "top_concepts": top, "top_concepts_count": len(top), "energy_summary": energy_summary,
     }
 
@@ -246,4 +237,5 @@ def dataset_card_values(dataset, repo_id: str, metadata: dict, source: Optional[
     }
 
 
-__all__ = ["MISSING", "dataset_card_values", "flatten_numbers", "model_card_values", "template_path"]
+__all__ = ["MISSING", "dataset_card_values", "model_card_values", "public_config", "public_name",
+           "template_path"]
