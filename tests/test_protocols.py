@@ -254,3 +254,18 @@ def test_compare_protocols_keys_by_protocol_name():
                                 targets=(0.4,), train_data=x[:200], progress=False)
     assert list(reports) == ["cedar-hf", "msae+cknna_batch_size=50"]
     assert reports["msae+cknna_batch_size=50"]["models"]["cedar"]["matched"][0]["CKNNA_batches"] == 2
+
+
+@pytest.mark.parametrize("protocol", ["cedar-hf", "msae"])
+def test_cknna_neighbour_cache_gives_the_same_values(protocol):
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(60, 6, generator=g, dtype=torch.float64)
+    chosen = get_protocol(protocol, cknna_batch_size=20 if protocol == "msae" else None)
+    cache = {}
+    for noise in (0.1, 0.5, 1.0):
+        x_hat = x + noise * torch.randn(60, 6, generator=g, dtype=torch.float64)
+        codes = torch.relu(x_hat @ torch.randn(6, 12, generator=g, dtype=torch.float64))
+        cached = score_reconstruction(chosen, x, x_hat, x.mean(0), codes.__getitem__, cknna_k=4, cache=cache)
+        fresh = score_reconstruction(chosen, x, x_hat, x.mean(0), codes.__getitem__, cknna_k=4)
+        assert cached["CKNNA"] == fresh["CKNNA"]
+    assert len(cache) == (1 if protocol == "cedar-hf" else 3)  # one table of x (per batch), computed once

@@ -94,13 +94,15 @@ def cknna_from_neighbours(x_values: torch.Tensor, x_indices: torch.Tensor, y_val
 
 
 def cknna(x: torch.Tensor, y: torch.Tensor, k: int = 10, block_size: Optional[int] = None,
-          normalize: bool = False, progress: bool = False, epsilon: float = 0.0) -> float:
+          normalize: bool = False, progress: bool = False, epsilon: float = 0.0,
+          cache: Optional[dict] = None, cache_key=None) -> float:
     """
     CKNNA between representations `x` `(N, d)` and `y` `(N, d')` of the same N samples (e.g. embeddings and their
     reconstructions), k mutual nearest neighbours (paper: k = 10). Kernels are computed in `x.dtype` (float32 is
     the usual choice), one row block at a time; HSIC sums are float64. `normalize=True` L2-normalises the rows
     first (cosine kernels). `epsilon` is added to the denominator (reference code: 1e-6). Returns a number in
-    about [-1, 1]; 1 for identical neighbourhood structure.
+    about [-1, 1]; 1 for identical neighbourhood structure. With a `cache` dict and a `cache_key`, x's top-k
+    table is computed once per key and reused (the same originals against many reconstructions).
     """
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must be 2-D with the same number of rows")
@@ -115,7 +117,12 @@ def cknna(x: torch.Tensor, y: torch.Tensor, k: int = 10, block_size: Optional[in
     if normalize:
         x = torch.nn.functional.normalize(x, dim=-1)
         y = torch.nn.functional.normalize(y, dim=-1)
-    x_table = topk_neighbours(x, k, block_size, progress, desc="CKNNA kNN (x)")
+    key = None if cache is None or cache_key is None else (cache_key, k, normalize, n)
+    x_table = cache.get(key) if key is not None else None
+    if x_table is None:
+        x_table = topk_neighbours(x, k, block_size, progress, desc="CKNNA kNN (x)")
+        if key is not None:
+            cache[key] = x_table
     y_table = topk_neighbours(y, k, block_size, progress, desc="CKNNA kNN (x̂)")
     return cknna_from_neighbours(*x_table, *y_table, epsilon=epsilon)
 
@@ -132,17 +139,19 @@ def batch_rows(n: int, batch_size: int, seed: int = 42) -> list[torch.Tensor]:
 
 
 def cknna_batched(x: torch.Tensor, y_of_rows, batch_size: int = 10000, k: int = 10, seed: int = 42,
-                  epsilon: float = 1e-6, progress: bool = False) -> dict:
+                  epsilon: float = 1e-6, progress: bool = False, cache: Optional[dict] = None) -> dict:
     """
     MSAE's CKNNA (WolodjaZ/MSAE `score_topk_sae_embeddings.py`): shuffle the rows, cut them into batches of
     `batch_size` (MSAE's default 10000), keep only full batches, compute `cknna(x[batch], y[batch], k)` per batch
     with the reference code's `epsilon`, and average. `y_of_rows(rows)` returns the second representation of
-    those rows (MSAE: the SAE's codes), so the codes never need to sit in memory at once.
+    those rows (MSAE: the SAE's codes), so the codes never need to sit in memory at once. `cache` keeps each
+    batch's top-k table of `x` for the next call on the same `x`.
     Returns `{"mean", "std", "n_batches", "batch_size"}` (`batch_size` = the size actually used).
     """
     batches = batch_rows(x.shape[0], batch_size, seed)
-    values = [cknna(x[rows], y_of_rows(rows), k=k, epsilon=epsilon)
-              for rows in tqdm(batches, desc="CKNNA batches", disable=not progress, leave=False)]
+    values = [cknna(x[rows], y_of_rows(rows), k=k, epsilon=epsilon, cache=cache,
+                    cache_key=("batch", batch_size, seed, index))
+              for index, rows in enumerate(tqdm(batches, desc="CKNNA batches", disable=not progress, leave=False))]
     tensor = torch.tensor(values, dtype=torch.float64)
     return {"mean": float(tensor.mean()), "std": float(tensor.std(unbiased=False)), "n_batches": len(values),
             "batch_size": int(batches[0].numel())}

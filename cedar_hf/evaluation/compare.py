@@ -31,15 +31,16 @@ def evaluate_reconstruction(x: torch.Tensor, x_hat: torch.Tensor, counts: torch.
                             mean: torch.Tensor, n_latents: int, probe: Optional[LinearProbe] = None,
                             labels: Optional[Sequence] = None, cknna_k: int = 10,
                             lp_rows: slice = slice(None), protocol: Protocol | str = "cedar-hf",
-                            codes_of_rows=None) -> dict:
+                            codes_of_rows=None, cache: Optional[dict] = None) -> dict:
     """All metrics of one reconstruction under `protocol`, from per-sample non-zero counts and per-latent firing
     counts. `codes_of_rows(rows)` gives the codes of those rows (needed when the protocol's CKNNA is against the
-    codes). LP is scored on the rows `lp_rows` only (the rows the probe never saw)."""
+    codes). LP is scored on the rows `lp_rows` only (the rows the probe never saw). `cache`: see
+    `score_reconstruction`."""
     protocol = get_protocol(protocol)
     if protocol.cknna_against == "codes" and codes_of_rows is None:
         raise ValueError(f"protocol {protocol.name!r} computes CKNNA against the codes: pass codes_of_rows")
     dead = int((firing == 0).sum())
-    row = score_reconstruction(protocol, x, x_hat, mean, codes_of_rows, cknna_k)
+    row = score_reconstruction(protocol, x, x_hat, mean, codes_of_rows, cknna_k, cache)
     row.update({
         "K": float(counts.double().mean()),
         "IC": float(log_binomial(n_latents, counts).mean()),
@@ -54,26 +55,28 @@ def evaluate_reconstruction(x: torch.Tensor, x_hat: torch.Tensor, counts: torch.
     return row
 
 
-def _native(model, x, mean, protocol, probe, labels, cknna_k, batch_size, lp_rows) -> dict:
+def _native(model, x, mean, protocol, probe, labels, cknna_k, batch_size, lp_rows, cache) -> dict:
     n_latents = int(model.config.n_latents)
     with torch.no_grad():
         codes = torch.cat([model.encode(xb).float() for xb in x.split(batch_size)])
         recon = torch.cat([model.decode(cb).float() for cb in codes.split(batch_size)])
     return evaluate_reconstruction(x, recon, (codes != 0).sum(-1), (codes != 0).sum(0), mean, n_latents, probe,
-                                   labels, cknna_k, lp_rows, protocol, codes_of_rows=codes.__getitem__)
+                                   labels, cknna_k, lp_rows, protocol, codes.__getitem__, cache)
 
 
 def evaluate_model(model, x: torch.Tensor, mean: torch.Tensor, targets: Sequence[float] = DEFAULT_TARGETS,
                    curve_targets: Sequence[float] = (), probe: Optional[LinearProbe] = None,
                    labels: Optional[Sequence] = None, cknna_k: int = 10, tolerance: float = 0.005,
                    batch_size: int = 4096, lp_rows: slice = slice(None), progress: bool = True,
-                   protocol: Protocol | str = "cedar-hf") -> dict:
+                   protocol: Protocol | str = "cedar-hf", cache: Optional[dict] = None) -> dict:
     """One model's row block of Table 1 (`matched`), its default-sparsity scores (`native`) and curve points,
-    under `protocol` (its FVU variant is the one the threshold search matches)."""
+    under `protocol` (its FVU variant is the one the threshold search matches). `cache`: one dict shared by the
+    calls on the same `x` and protocol (the originals' CKNNA neighbours are then found once)."""
     protocol = get_protocol(protocol)
+    cache = {} if cache is None else cache
     model.eval()
     n_latents = int(model.config.n_latents)
-    native = _native(model, x, mean, protocol, probe, labels, cknna_k, batch_size, lp_rows)
+    native = _native(model, x, mean, protocol, probe, labels, cknna_k, batch_size, lp_rows, cache)
     codes = DenseCodes(model, x, batch_size=batch_size)
     scan = scan_thresholds(model, x, mean, codes, protocol.fvu, progress=progress)
     matched, curve, sweep = [], [], {p["tau"]: p for p in scan}
@@ -92,7 +95,7 @@ def evaluate_model(model, x: torch.Tensor, mean: torch.Tensor, targets: Sequence
                 return threshold_codes(model.dense_codes(x[rows]).float(), tau)
 
             entry.update(evaluate_reconstruction(x, out.reconstruction, out.counts, out.firing, mean, n_latents,
-                                                 probe, labels, cknna_k, lp_rows, protocol, codes_of_rows))
+                                                 probe, labels, cknna_k, lp_rows, protocol, codes_of_rows, cache))
         (matched if target in targets else curve).append(entry)
         if target in targets and target in curve_targets:
             curve.append(entry)
@@ -161,12 +164,13 @@ def compare_models(models: Mapping[str, object], eval_data, targets: Sequence[fl
         probe, lp_rows, report["probe_trained_on"] = _probe(protocol, x, x_train, mean, eval_labels, train_labels,
                                                             probe_epochs, progress)
         report["probe_on_original"] = probe.evaluate(x[lp_rows], eval_labels[lp_rows])
+    cache = {}  # the originals' CKNNA neighbour tables, shared by every model and target
     for name, model in tqdm(models.items(), desc="models", disable=not progress):
         if int(model.config.d_in) != x.shape[1]:
             raise ValueError(f"model {name!r} has d_in={model.config.d_in}, the data has d={x.shape[1]}")
         report["models"][name] = evaluate_model(model, x, mean, targets, curve_targets, probe, eval_labels,
                                                 cknna_k, tolerance, lp_rows=lp_rows, progress=progress,
-                                                protocol=protocol)
+                                                protocol=protocol, cache=cache)
     return report
 
 

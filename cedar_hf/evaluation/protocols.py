@@ -128,9 +128,11 @@ def get_protocol(protocol="cedar-hf", **overrides) -> Protocol:
 
 
 def score_reconstruction(protocol: Protocol, x: torch.Tensor, x_hat: torch.Tensor, mean: torch.Tensor,
-                         codes_of_rows: Callable[[torch.Tensor], torch.Tensor], cknna_k: int = 10) -> dict:
+                         codes_of_rows: Callable[[torch.Tensor], torch.Tensor], cknna_k: int = 10,
+                         cache: Optional[dict] = None) -> dict:
     """FVU (the protocol's variant, and every variant by name), CS and CKNNA of one reconstruction.
-    `codes_of_rows(rows)` gives the codes of those rows (used when CKNNA is against the codes)."""
+    `codes_of_rows(rows)` gives the codes of those rows (used when CKNNA is against the codes). Pass one `cache`
+    dict for every call on the same `x`, `mean` and protocol: the originals' CKNNA neighbours are found once."""
     mean = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
     variants = all_fvu_variants(x, x_hat, mean)
     row = {"fvu": variants[protocol.fvu], "fvu_variants": variants,
@@ -143,10 +145,11 @@ def score_reconstruction(protocol: Protocol, x: torch.Tensor, x_hat: torch.Tenso
         right_of_rows = right.__getitem__
     if protocol.cknna_batch_size is None:
         rows = torch.arange(x.shape[0])
-        row["CKNNA"] = cknna(left, right_of_rows(rows), k=cknna_k, epsilon=protocol.cknna_epsilon)
+        row["CKNNA"] = cknna(left, right_of_rows(rows), k=cknna_k, epsilon=protocol.cknna_epsilon, cache=cache,
+                             cache_key=("all", protocol.centre))
     else:
         batched = cknna_batched(left, right_of_rows, protocol.cknna_batch_size, k=cknna_k,
-                                seed=protocol.cknna_seed, epsilon=protocol.cknna_epsilon)
+                                seed=protocol.cknna_seed, epsilon=protocol.cknna_epsilon, cache=cache)
         row.update(CKNNA=batched["mean"], CKNNA_std=batched["std"], CKNNA_batches=batched["n_batches"],
                    CKNNA_batch_size=batched["batch_size"])
     return row
