@@ -22,6 +22,7 @@ COMMANDS = (
     "explore",
     "score",
     "attribute",
+    "study",
 )
 
 app = typer.Typer(
