@@ -143,3 +143,53 @@ def test_cli_writes_a_bar_chart_and_json(clip, cedar, tmp_path):
     bad = CliRunner().invoke(app, ["attribute", TEXTS[0], TEXTS[1], "-m", str(tmp_path / "dict"), "--measure", "x"])
     assert bad.exit_code != 0 and "--measure 'x'" in bad.output
     assert "Examples" in CliRunner().invoke(app, ["attribute", "-h"]).output
+
+
+def test_search_results_explain_their_match(clip, cedar):
+    from datasets import Dataset
+
+    from cedar_hf.interpret import ConceptIndex
+
+    _, _, _, image_embeds, text_embeds = clip
+    data = Dataset.from_dict({"embedding": image_embeds.tolist(), "id": [f"img{i}" for i in range(4)]})
+    index = ConceptIndex(cedar, data, k=4, progress=False)
+    results = index.search(example=text_embeds[0], n=3, explain=True)
+    assert len(results) == 3
+    for result in results:
+        why = result["why"]
+        direct = float(torch.nn.functional.cosine_similarity(text_embeds[0].double(),
+                                                             image_embeds[result["row"]].double(), dim=0))
+        assert why["cosine"] == pytest.approx(direct, abs=1e-6)
+        assert sum(share for _, share in why["terms"]) == pytest.approx(direct, abs=1e-5)  # nothing left out
+    match = index.explain_match(text_embeds[0], row=results[0]["row"])
+    expected = attribute_similarity(cedar, text_embeds[0], image_embeds[results[0]["row"]], k=4)
+    assert match.contributions == pytest.approx(expected.contributions, abs=1e-9)
+    assert match.sources == ("query", results[0]["id"])
+    with pytest.raises(ValueError, match="row=9 is out of range"):
+        index.explain_match(text_embeds[0], row=9)
+    tensor_index = ConceptIndex(cedar, image_embeds, k=4, progress=False)
+    assert tensor_index.explain_match(text_embeds[1], row=2).dot == pytest.approx(
+        float(text_embeds[1].double() @ image_embeds[2].double()), abs=1e-6)
+
+
+def test_the_explorer_explains_a_match_between_two_rows(clip, cedar):
+    from datasets import Dataset
+
+    from cedar_hf.analysis.explorer import ConceptExplorer, build_explorer
+    from cedar_hf.interpret.attribution import match_explainer
+
+    _, _, _, image_embeds, text_embeds = clip
+    data = Dataset.from_dict({"embedding": torch.cat([image_embeds, text_embeds]).tolist(),
+                              "text": [f"image {i}" for i in range(4)] + TEXTS,
+                              "modality": ["image"] * 4 + ["text"] * 4, "pair_id": list(range(4)) * 2})
+    explain = match_explainer(cedar, data, k=4)
+    text = explain(0, 4)
+    expected = attribute_similarity(cedar, image_embeds[0], text_embeds[0], k=4)
+    assert f"cosine {expected.cosine:+.4f}" in text and "'0: image 0'" in text and "a photo of a dog" in text
+    app = build_explorer(cedar, data, progress=False, backbone=None, explain_match=explain, umap_neighbors=3)
+    explorer = app.explorer
+    assert explorer.explain_rows(0, 4).startswith("```") and "sum of the terms" in explorer.explain_rows(0, 4)
+    assert "row=99 is out of range" in explorer.explain_rows(0, 99)
+    off = ConceptExplorer(explorer.data)
+    assert "needs the dictionary's attribution" in off.explain_rows(0, 1)
+    app.close()

@@ -23,7 +23,7 @@ from cedar_hf.version import __version__
 ROOT = Path(__file__).resolve().parents[1]
 # The order the examples run in: each one's outputs are the next one's inputs (as a user would chain them).
 EXAMPLE_ORDER = ("extract", "train", "name", "explain", "attribute", "search", "evaluate", "score", "analyze",
-                 "push", "explore", "caption", "demo")
+                 "push", "explore", "caption", "study", "demo")
 
 
 def _help(*args: str) -> str:

@@ -158,6 +158,13 @@ def build_blocks(explorer):
                 partners = gr.Dataframe(headers=partner_headers, interactive=False, wrap=True,
                                         label=f"{explorer.partner_title()} — click a row", elem_id="concept-partners",
                                         column_widths=partner_widths)
+        with gr.Accordion("Explain this match: why two rows are similar, concept by concept", open=False,
+                          visible=explorer.explain_match is not None, elem_id="match-accordion"):
+            with gr.Row():
+                row_a = gr.Number(value=0, precision=0, label="row A", elem_id="match-row-a")
+                row_b = gr.Number(value=1, precision=0, label="row B", elem_id="match-row-b")
+                explain = gr.Button("Explain", elem_id="match-explain")
+            match_text = gr.Markdown(elem_id="match-explanation")
         with gr.Row(elem_classes=["cedar-hidden"]):
             picked = gr.Textbox(elem_id="concept-picked", show_label=False, container=False)
             pick = gr.Button("select", elem_id="concept-pick-button")
@@ -195,5 +202,6 @@ def build_blocks(explorer):
         pick.click(on_pick, picked, outputs)
         query.submit(on_search, query, [results, *outputs])
         app.load(on_load, None, outputs)
+        explain.click(explorer.explain_rows, [row_a, row_b], match_text)
         selected.change(None, selected, None, js=URL_JS)
     return app

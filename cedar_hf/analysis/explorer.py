@@ -39,10 +39,14 @@ footer {display: none !important}
 class ConceptExplorer:
     """Lookups behind the app: `search`, `show`, `nearest`, `render_map`; `build()` makes the `gr.Blocks`."""
 
-    def __init__(self, data: ExplorerData, embed_query: Optional[Callable[[str], np.ndarray]] = None):
-        """`embed_query(text) -> (d,)` enables search by meaning (the dictionary's backbone's text embedding)."""
+    def __init__(self, data: ExplorerData, embed_query: Optional[Callable[[str], np.ndarray]] = None,
+                 explain_match: Optional[Callable[[int, int], str]] = None):
+        """`embed_query(text) -> (d,)` enables search by meaning (the dictionary's backbone's text embedding);
+        `explain_match(row_a, row_b) -> str` the "explain this match" view (e.g. `interpret.attribution.
+        match_explainer`: the two rows' similarity split over the concepts)."""
         self.data = data
         self.embed_query = embed_query
+        self.explain_match = explain_match
         self._base_map, self._pixels = self._draw_base_map()
 
     # ---- the map ----------------------------------------------------------------------------------------------
@@ -257,6 +261,15 @@ class ConceptExplorer:
             raise ValueError(f"concept={i} must be in [0, {self.data.n_latents})")
         return self.card(i), self.examples(i), self.gallery(i), self.partner_rows(i), self.render_map(i), i
 
+    def explain_rows(self, row_a, row_b) -> str:
+        """The "explain this match" text of two dataset rows (a message when it is off or a row is bad)."""
+        if self.explain_match is None:
+            return "Explaining a match needs the dictionary's attribution (build_explorer(..., explain_match=...))."
+        try:
+            return "```\n" + self.explain_match(int(row_a), int(row_b)) + "\n```"
+        except (TypeError, ValueError) as err:
+            return f"**Cannot explain rows {row_a!r} and {row_b!r}: {err}**"
+
     def map_figure(self, concept: Optional[int] = None):
         """The interactive map: a plotly scatter (hover: name, match score, energy, modality; zoom and pan), with
         `concept` ringed and lines to its partners. Points carry their concept number as `customdata`."""
@@ -297,13 +310,16 @@ def query_embedder(backbone, model=None) -> Optional[Callable[[str], np.ndarray]
     return embed
 
 
-def build_explorer(model, data, pairs=None, modalities=None, progress: bool = True, backbone="config", **kwargs):
+def build_explorer(model, data, pairs=None, modalities=None, progress: bool = True, backbone="config",
+                   explain_match: Optional[Callable[[int, int], str]] = None, **kwargs):
     """Precompute the views of `model` over `data` and build the Gradio app (`gr.Blocks`; the lookups are its
     `.explorer` attribute). `backbone` enables search by meaning: the dictionary's own `config.backbone`
-    ("config", the default; loaded on the first query), a `Backbone`, a name for `load_backbone`, or None. Keyword arguments go to `prepare_explorer_data` (examples, partners, umap_neighbors,
-    cache_dir)."""
+    ("config", the default; loaded on the first query), a `Backbone`, a name for `load_backbone`, or None.
+    `explain_match(row_a, row_b) -> str` turns on the "explain this match" view. Keyword arguments go to
+    `prepare_explorer_data` (examples, partners, umap_neighbors, cache_dir)."""
     explorer = ConceptExplorer(prepare_explorer_data(model, data, pairs=pairs, modalities=modalities,
-                                                     progress=progress, **kwargs), embed_query=query_embedder(backbone, model))
+                                                     progress=progress, **kwargs), embed_query=query_embedder(backbone, model),
+                               explain_match=explain_match)
     app = explorer.build()
     app.explorer = explorer
     return app

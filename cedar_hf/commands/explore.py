@@ -64,8 +64,11 @@ def explore(
     typer.echo("precomputing codes, energies, modality scores, bridges and the UMAP layout ...")
     if images is not None and not images.is_dir():
         raise typer.BadParameter(f"--images {images} is not a folder")
+    from cedar_hf.interpret.attribution import match_explainer
+
     app = build_explorer(dictionary, dataset, pairs=pairs, modalities=names, examples=examples, partners=partners,
-                         batch_size=batch_size, image_root=str(images) if images else None)
+                         batch_size=batch_size, image_root=str(images) if images else None,
+                         explain_match=match_explainer(dictionary, dataset))
     if not serve:
         typer.echo(f"explorer built for {dictionary.config.n_latents} concepts; not served (--no-serve)")
         return

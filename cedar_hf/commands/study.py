@@ -7,18 +7,23 @@ from typing import List, Optional
 
 import typer
 
+from . import command_class, keep_examples_unwrapped
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 study_app = typer.Typer(
-    name="study", no_args_is_help=True, context_settings=CONTEXT,
-    help=("The paper's three user studies as a kit. build: tasks from images and two or more dictionaries (seeded "
-          "randomisation; the key is kept apart from what participants see). serve: a local web form that stores "
-          "every answer as it is given. analyze: de-randomises and reports Figures 5-7 with statistics.\n\n"
-          "Example:\n"
-          "  cedar-hf study build photos/ -m cedar=runs/coca-cedar -m msae=runs/coca-msae -o study/\n"
-          "  cedar-hf study serve study/public\n"
-          "  cedar-hf study analyze study/"),
+    name="study", no_args_is_help=True, context_settings=CONTEXT, rich_markup_mode=None,
+    help=keep_examples_unwrapped(
+        "The paper's three user studies (App. D) as a kit. build: tasks from images and dictionaries (seeded "
+        "randomisation; the key is kept apart from what participants see). serve: a local web form that stores "
+        "every answer as it is given. analyze: de-randomises and reports Figures 5-7 with statistics.\n\n"
+        "Examples:\n\n"
+        "cedar-hf study build photo.png --study 3 --caption-model cedar=runs/blip-cedar --caption-backbone blip-base "
+        "-o study\n\n"
+        "cedar-hf study build photos/ -m cedar=runs/coca-cedar -m msae=runs/coca-msae --n-tasks 8 -o study\n\n"
+        "cedar-hf study serve study/public\n\n"
+        "cedar-hf study analyze study"),
 )
 
 
@@ -50,14 +55,14 @@ def _image_paths(inputs: List[Path]) -> list[Path]:
     return paths
 
 
-@study_app.command("build", context_settings=CONTEXT, help=(
+@study_app.command("build", cls=command_class(), short_help="Make the tasks and the key.", help=(
     "Make the tasks of studies 1 (preference between two 5-concept lists), 2 (select the relevant concepts of 3 + 3) "
     "and 3 (rate the dense and sparse captions 1-3) and write OUTPUT_DIR/public (what participants see) and "
     "OUTPUT_DIR/key.json (which method made which option).\n\n"
-    "Examples:\n"
-    "  cedar-hf study build photos/ -m cedar=runs/coca-cedar -m msae=runs/coca-msae --n-tasks 8 -o study/\n"
-    "  cedar-hf study build photos/ --study 3 --caption-model cedar=runs/blip-cedar "
-    "--caption-model no-rotation=runs/blip-norot -o study3/"))
+    "Examples:\n\n"
+    "cedar-hf study build photos/ -m cedar=runs/coca-cedar -m msae=runs/coca-msae --n-tasks 8 -o study\n\n"
+    "cedar-hf study build photos/ --study 3 --caption-model cedar=runs/blip-cedar "
+    "--caption-model no-rotation=runs/blip-norot -o study3"))
 def build(
     images: List[Path] = typer.Argument(..., help="Image files or folders of images."),
     model: List[str] = typer.Option([], "--model", "-m", help="NAME=DICTIONARY for studies 1 and 2 (two or more)."),
@@ -67,7 +72,7 @@ def build(
                                            "dictionaries' config.backbone)."),
     caption_backbone: Optional[str] = typer.Option(None, "--caption-backbone", help="Captioner for study 3 "
                                                    "(default: the caption dictionaries' config.backbone)."),
-    n_tasks: int = typer.Option(8, "--n-tasks", "-n", help="Images per study (a seeded sample)."),
+    n_tasks: int = typer.Option(8, "--n-tasks", help="Images per study (a seeded sample)."),
     n_concepts: int = typer.Option(5, "--n-concepts", help="Concepts per list in study 1."),
     k: Optional[int] = typer.Option(None, "--k", "-k", help="Active latents (default: n-concepts for the lists, the "
                                     "dictionary's k for captions)."),
@@ -86,10 +91,10 @@ def build(
     typer.echo(f"study written to {out}: serve {out / 'public'} (participants), keep {out / 'key.json'} apart")
 
 
-@study_app.command("serve", context_settings=CONTEXT, help=(
+@study_app.command("serve", cls=command_class(), short_help="Serve the tasks as a local web form.", help=(
     "Serve the tasks of a study's public folder as a local web form; every answer is written to the answers folder "
     "when the participant presses Next (a returning participant id resumes where it stopped).\n\n"
-    "Example:\n  cedar-hf study serve study/public --port 7861"))
+    "Example:\n\ncedar-hf study serve study/public --port 7861"))
 def serve(
     public_dir: Path = typer.Argument(..., help="The public folder written by `study build`."),
     answers: Optional[Path] = typer.Option(None, "--answers", help="Answers folder (default: next to public/)."),
@@ -104,9 +109,9 @@ def serve(
         raise typer.BadParameter(str(err)) from err
 
 
-@study_app.command("analyze", context_settings=CONTEXT, help=(
+@study_app.command("analyze", cls=command_class(), short_help="Figures 5-7 with statistics.", help=(
     "Join the answers with the key and write analysis.json, report.md and the Figures 5-7 PNGs (sign and Wilcoxon "
-    "tests, Clopper-Pearson intervals); prints the report.\n\nExample:\n  cedar-hf study analyze study/"))
+    "tests, Clopper-Pearson intervals); prints the report.\n\nExample:\n\ncedar-hf study analyze study"))
 def analyze(
     study_dir: Path = typer.Argument(..., help="The study folder (with key.json)."),
     answers: Optional[Path] = typer.Option(None, "--answers", help="Answers folder (default: STUDY_DIR/answers)."),
@@ -124,4 +129,4 @@ def analyze(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(study_app, name="study")
+    app.add_typer(study_app, name="study", short_help="The paper's user studies: build, serve, analyze.")

@@ -33,6 +33,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from cedar_hf.data import load_dataset
+
 from .explanations import _embed
 from .naming import concept_sign, name_info, resolve_backbone
 from .vocabulary import save_figure
@@ -247,4 +249,27 @@ def attribute_similarity(dictionary, a: Any, c: Any, k: Optional[int] = None, ba
     )
 
 
-__all__ = ["SimilarityAttribution", "attribute_similarity", "is_orthogonal"]
+def match_explainer(dictionary, data: Any, k: Optional[int] = None, n: int = 8):
+    """`explain(row_a, row_b) -> str`: the attribution table of two rows of an embedding dataset (a folder, a
+    `datasets.Dataset` or a tensor `(N, d)`), for views such as the explorer's "explain this match"."""
+    dataset = None if isinstance(data, (torch.Tensor, np.ndarray)) else load_dataset(data)
+    size = len(data) if dataset is None else dataset.num_rows
+
+    def row(i: int) -> tuple[torch.Tensor, str]:
+        if not 0 <= int(i) < size:
+            raise ValueError(f"row={i} is out of range [0, {size})")
+        if dataset is None:
+            return torch.as_tensor(data[int(i)]), f"row {i}"
+        record = dataset[int(i)]
+        return torch.as_tensor(record["embedding"]), str(record.get("text") or record.get("id") or f"row {i}")
+
+    def explain(row_a: int, row_b: int) -> str:
+        (x_a, name_a), (x_b, name_b) = row(row_a), row(row_b)
+        attribution = attribute_similarity(dictionary, x_a, x_b, k=k)
+        attribution.sources = (f"{row_a}: {name_a}", f"{row_b}: {name_b}")
+        return attribution.table(n)
+
+    return explain
+
+
+__all__ = ["SimilarityAttribution", "attribute_similarity", "is_orthogonal", "match_explainer"]
