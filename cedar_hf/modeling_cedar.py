@@ -7,7 +7,7 @@ is dropped and the reconstruction is exact (U is orthogonal).
 
 Speed (issue 18), same values and gradients as the plain formulas: `exp(A − Aᵀ)` by `cedar_hf.expm.expm_skew`
 (scaling and squaring of a Taylor series sized by ‖S‖₂, backward by autograd at 2 matmuls per matmul) instead of
-`torch.linalg.matrix_exp`, whose backward is a `2D × 2D` exponential; and for k < D the reconstruction gathers
+`torch.linalg.matrix_exp`, whose backward is a `2D × 2D` exponential; and for k ≤ D/8 the reconstruction gathers
 the k selected rows of U (`cedar_hf.sparse_ops`) instead of a dense `(B, D) × (D, D)` decode, with a backward
 that is sparse too. Only the rotation `U(z − b)` itself stays a dense matmul (the top-k needs every coordinate).
 """
@@ -22,7 +22,7 @@ from torch import nn
 from .configuration_cedar import CedarConfig
 from .expm import expm_skew
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel, signed_topk
-from .sparse_ops import gathered_linear, scatter_codes, sparse_decode
+from .sparse_ops import gathered_linear, scatter_codes, sparse_decode, sparse_pays
 
 
 def rotation_from_generator(A: torch.Tensor, parametrization: str) -> torch.Tensor:
@@ -115,7 +115,7 @@ class CedarModel(DictionaryPreTrainedModel):
         k = self.resolve_k(k)
         flat = x.reshape(-1, self.config.d_in)
         U = self.rotation  # computed once per step: it costs O(D³)
-        if self.use_sparse_kernels and k is not None and k < self.config.d_in:
+        if self.use_sparse_kernels and sparse_pays(k, self.config.d_in):  # dense early in the k curriculum
             codes, x_hat = self._sparse_encode_decode(flat, k, U)
         else:
             codes = self._encode(flat, k, U)

@@ -14,7 +14,7 @@ import torch
 
 from .configuration_sae import TopKSAEConfig
 from .modeling_sae import SparseAutoencoder, per_sample_topk
-from .sparse_ops import gathered_linear, scatter_codes, sparse_decode
+from .sparse_ops import gathered_linear, scatter_codes, sparse_decode, sparse_pays
 
 
 class TopKSAE(SparseAutoencoder):
@@ -37,7 +37,7 @@ class TopKSAE(SparseAutoencoder):
 
     def _codes_and_reconstruction(self, x_c: torch.Tensor, k: Optional[int]):
         n = self.config.n_latents
-        if not self.use_sparse_kernels or k is None or k >= n:
+        if not self.use_sparse_kernels or not sparse_pays(k, n):
             return super()._codes_and_reconstruction(x_c, k)
         h = x_c - self.b_dec
         if self._pre_activation_needs_grad():

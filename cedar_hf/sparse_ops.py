@@ -23,11 +23,22 @@ import torch
 import torch.nn.functional as F
 
 
+# Above this share of active latents the dense matmuls win: the gathers cost far more per multiply-add than BLAS
+# (measured at d = 768, B = 1024: CEDAR's sparse step is faster up to k ≈ 100 of 768, slower beyond).
+SPARSE_MAX_FRACTION = 1 / 8
+
+
+def sparse_pays(k, n: int) -> bool:
+    """Whether the sparse kernels are worth it for k active latents out of n."""
+    return k is not None and 0 < k and k <= n * SPARSE_MAX_FRACTION
+
+
 def sparse_decode(values: torch.Tensor, index: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """`Σ_j values[b, j] · W[index[b, j]]`: codes given by their k values and indices. (B, k), (B, k), (n, d) -> (B, d)"""
     if values.shape[-1] == 0:
         return values.new_zeros(values.shape[0], W.shape[-1])
-    return F.embedding_bag(index, W, per_sample_weights=values.to(W.dtype), mode="sum")
+    # embedding_bag is fast only on a row-major weight (linalg.solve, hence the Cayley U, returns column-major)
+    return F.embedding_bag(index, W.contiguous(), per_sample_weights=values.to(W.dtype), mode="sum")
 
 
 class _GatheredLinear(torch.autograd.Function):
@@ -35,7 +46,7 @@ class _GatheredLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, W, bias, index, pre):
-        ctx.save_for_backward(h, W, index)
+        ctx.save_for_backward(h, W.contiguous(), index)
         ctx.has_bias = bias is not None
         ctx.n = W.shape[0]
         return pre.gather(1, index)
@@ -71,4 +82,4 @@ def scatter_codes(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Te
     return values.new_zeros(values.shape[0], n).scatter(1, index, values)
 
 
-__all__ = ["gathered_linear", "scatter_codes", "sparse_decode"]
+__all__ = ["SPARSE_MAX_FRACTION", "gathered_linear", "scatter_codes", "sparse_decode", "sparse_pays"]
