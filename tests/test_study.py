@@ -111,7 +111,11 @@ def test_answers_are_checked_stored_atomically_and_load_as_a_dataset(tmp_path, m
         save_answer(tmp_path, answer_record("p1", task1, choice=4))  # a crash while rewriting the same answer
     monkeypatch.undo()
     assert json.loads(first.read_text())["choice"] == 0  # the earlier answer is intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p1__s1-000.json", "p1__s3-000.json"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "p1__s1-000.json", "p1__s3-000.json"]  # no temp files
+    import datasets
+
+    plain = datasets.load_dataset(str(tmp_path), split="train")  # the folder is a datasets folder as it is
+    assert plain.num_rows == 2 and sorted(plain["choice"]) == [-1, 0]
     assert answered_tasks(tmp_path, "p1") == {"s1-000", "s3-000"}
     data = load_answers(tmp_path)
     assert data.num_rows == 2 and set(data.column_names) == {"participant", "task", "study", "choice", "selected",

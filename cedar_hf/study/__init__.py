@@ -5,7 +5,7 @@
     cedar_hf.study.analyze_study("study/")                     # Figures 5-7 + statistics -> study/analysis/
 
 Layout of a study folder: `public/` (tasks.json + images: all participants see), `key.json` (which method made which
-option; kept apart), `answers/` (one JSON file per answer, a `datasets`-loadable folder), `analysis/`.
+option; kept apart), `answers/` (one JSON file per answer; `datasets.load_dataset("study/answers")` reads it), `analysis/`.
 """
 
 from .analyze import analyze_study

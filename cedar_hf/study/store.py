@@ -1,8 +1,8 @@
 """Answers stored as they are given: one small JSON file per answer, written atomically.
 
 A crash (of the server, the machine, the browser) loses at most the answer being written, never an earlier one, and
-a reader never sees half a file. The folder loads with `datasets.load_dataset("json", data_dir=folder)` (or
-`load_answers(folder)`): every record has the same columns, whatever the study.
+a reader never sees half a file. The folder loads with `datasets.load_dataset(folder, split="train")` (its README.md
+card declares the column types) or `load_answers(folder)`: every record has the same columns, whatever the study.
 
 Columns: `participant`, `task`, `study`, `choice` (study 1: the position on the 5-point scale, 0 = "Strongly prefer
 A"; −1 otherwise), `selected` (study 2: positions of the selected options), `ratings` (study 3: 1–3 per option in
@@ -23,6 +23,28 @@ import datasets
 from cedar_hf.interpret.vocabulary import atomic_path
 
 COLUMNS = ("participant", "task", "study", "choice", "selected", "ratings", "time")
+FEATURES = datasets.Features({"participant": datasets.Value("string"), "task": datasets.Value("string"),
+                              "study": datasets.Value("int64"), "choice": datasets.Value("int64"),
+                              "selected": datasets.Sequence(datasets.Value("int64")),
+                              "ratings": datasets.Sequence(datasets.Value("int64")), "time": datasets.Value("string")})
+# The folder's dataset card: its `dataset_info` gives `datasets.load_dataset(folder)` the column types (JSON alone
+# cannot type a column whose first values are empty lists).
+CARD = """---
+dataset_info:
+  features:
+  - {name: participant, dtype: string}
+  - {name: task, dtype: string}
+  - {name: study, dtype: int64}
+  - {name: choice, dtype: int64}
+  - {name: selected, sequence: int64}
+  - {name: ratings, sequence: int64}
+  - {name: time, dtype: string}
+---
+# cedar-hf user-study answers
+
+One JSON file per answer (`<participant>__<task>.json`), written when it was given. The key that de-randomises the
+option positions is the study's `key.json`, kept apart. Load with `datasets.load_dataset(this_folder, split="train")`.
+"""
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -60,6 +82,10 @@ def answer_record(participant: str, task: dict, choice: Optional[int] = None, se
 def save_answer(answers_dir, record: dict) -> Path:
     """Write one answer record as `<answers_dir>/<participant>__<task>.json`, atomically."""
     path = Path(answers_dir) / f"{check_participant(record['participant'])}__{record['task']}.json"
+    card = Path(answers_dir) / "README.md"
+    if not card.exists():
+        with atomic_path(card) as tmp:
+            tmp.write_text(CARD)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, ensure_ascii=False))
     return path
@@ -89,12 +115,7 @@ def load_answers(answers_dir) -> datasets.Dataset:
     files = sorted(str(p) for p in Path(answers_dir).glob("*.json"))
     if not files:
         raise ValueError(f"no answers in {str(answers_dir)!r} (expected <participant>__<task>.json files)")
-    features = datasets.Features({"participant": datasets.Value("string"), "task": datasets.Value("string"),
-                                  "study": datasets.Value("int64"), "choice": datasets.Value("int64"),
-                                  "selected": datasets.Sequence(datasets.Value("int64")),
-                                  "ratings": datasets.Sequence(datasets.Value("int64")),
-                                  "time": datasets.Value("string")})
-    return datasets.load_dataset("json", data_files=files, features=features, split="train")
+    return datasets.load_dataset("json", data_files=files, features=FEATURES, split="train")
 
 
-__all__ = ["COLUMNS", "answer_record", "answered_tasks", "check_participant", "load_answers", "load_tasks", "save_answer"]
+__all__ = ["CARD", "COLUMNS", "FEATURES", "answer_record", "answered_tasks", "check_participant", "load_answers", "load_tasks", "save_answer"]
