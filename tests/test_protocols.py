@@ -269,3 +269,15 @@ def test_cknna_neighbour_cache_gives_the_same_values(protocol):
         fresh = score_reconstruction(chosen, x, x_hat, x.mean(0), codes.__getitem__, cknna_k=4)
         assert cached["CKNNA"] == fresh["CKNNA"]
     assert len(cache) == (1 if protocol == "cedar-hf" else 3)  # one table of x (per batch), computed once
+
+
+def test_msae_probe_selects_on_known_labels_only():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(120, 4, generator=g) + torch.tensor([4.0, 0, 0, 0]) * (torch.arange(120) % 2).unsqueeze(1)
+    names = ["even" if i % 2 == 0 else "odd" for i in range(120)]
+    eval_names = names[80:-4] + ["unseen"] * 4
+    probe = train_linear_probe_msae(x[:80], names[:80], x[80:], eval_names, center=x[:80].mean(0), batch_size=8,
+                                    progress=False)
+    assert probe.evaluate(x[80:], eval_names)["n_unknown_labels"] == 4
+    with pytest.raises(ValueError, match="none of the 4 evaluation labels"):
+        train_linear_probe_msae(x[:80], names[:80], x[80:84], ["unseen"] * 4, center=x[:80].mean(0))

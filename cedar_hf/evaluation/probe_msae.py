@@ -10,6 +10,8 @@
 - MSAE keeps `best_model = linear_probe.state_dict()` — a dict of references to the live parameters, so the
   "best" weights it reloads are in fact the last epoch's. We keep the last epoch's weights too (the measured
   behaviour of the code the paper ran), and record the epoch of the best F1 in `history`.
+- Deviation: MSAE asserts every evaluation label occurs in training; we select on the rows whose label does
+  (LP then skips the others, counted in `n_unknown_labels`).
 
 The CEDAR paper then reports the probe's cross-entropy against the labels on reconstructions (its "LP"); MSAE's
 own script reports KL and argmax agreement (`LinearProbe.agreement`). Both are computed.
@@ -50,8 +52,10 @@ def train_linear_probe_msae(x: torch.Tensor, labels: Sequence, x_eval: torch.Ten
     if target.numel() != x.shape[0]:
         raise ValueError(f"{target.numel()} labels for {x.shape[0]} embeddings")
     eval_target, _ = encode_labels(eval_labels, classes)
-    if bool((eval_target < 0).any()):
-        raise ValueError("evaluation labels not found in the training labels (MSAE asserts the same)")
+    known = eval_target >= 0  # MSAE asserts every evaluation label is a training label; we select on those rows
+    if not bool(known.any()):
+        raise ValueError(f"none of the {eval_target.numel()} evaluation labels occurs in the training labels")
+    x_eval, eval_target = x_eval[known], eval_target[known]
     x = x.reshape(x.shape[0], -1).float()
     center = torch.as_tensor(center).reshape(-1).float()
     torch.manual_seed(seed)
