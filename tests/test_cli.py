@@ -182,4 +182,17 @@ def _check_analyze(root: Path, output: str) -> None:
     assert "skipped stability: no --reference" in output
 
 
-CHECKS = {"extract": _check_extract, "analyze": _check_analyze, "train": _check_train, "name": _check_name, "push": _check_push}
+def _check_demo(root: Path, output: str) -> None:
+    """The demo's closing commands work on its own outputs: each parses, and the first one runs."""
+    summary = json.loads((root / "demo-small" / "summary.json").read_text())
+    assert Path(summary["embeddings"]).is_dir() and (Path(summary["model"]) / "config.json").is_file()
+    commands = [shlex.split(c)[1:] for c in summary["next_commands"]]
+    group = typer.main.get_command(app)
+    for argv in commands:
+        with group.context_class(group, info_name="cedar-hf") as ctx:
+            group.commands[argv[0]].make_context(argv[0], argv[1:], parent=ctx).close()
+    result = CliRunner().invoke(app, commands[0])
+    assert result.exit_code == 0, result.output
+
+
+CHECKS = {"extract": _check_extract, "analyze": _check_analyze, "demo": _check_demo, "train": _check_train, "name": _check_name, "push": _check_push}

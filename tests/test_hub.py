@@ -301,6 +301,17 @@ def test_card_of_a_real_evaluation_and_no_local_paths(tmp_path):
         assert names[f"K at FVU {row['target']:g}"] == pytest.approx(row["K"])
         assert names[f"CS at FVU {row['target']:g}"] == pytest.approx(row["CS"])
     assert not [n for n in names if n.split()[0] in ("d_in", "n_latents", "tolerance", "cknna_k", "n_train")]
+    staged = tmp_path / "staged"
+    hub.stage_dictionary(cedar_hf.CedarModel.from_pretrained(tmp_path / "run"), staged, "user/tiny")
+    assert sorted(p.name for p in staged.iterdir()) == ["README.md", "config.json", "evaluation.json",
+                                                       "model.safetensors"]
+    for name in ("README.md", "config.json", "evaluation.json"):
+        assert str(tmp_path) not in (staged / name).read_text(), name
+    assert json.loads((staged / "config.json").read_text())["backbone"] == "my-encoder"
+    dataset_plan = runner.invoke(app, ["push", "user/tiny-emb", "-d", str(tmp_path / "emb"), "--dry-run"])
+    assert dataset_plan.exit_code == 0 and "would push to the dataset repository user/tiny-emb" in dataset_plan.output
+    assert "README.md" in dataset_plan.output and "dataset_info.json" in dataset_plan.output
+
     from cedar_hf.hub.cards import public_config
 
     with public_config(model.config):

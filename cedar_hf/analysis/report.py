@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..atomic import write_json
 from ..data import embedding_matrix, load_dataset
 from .bridge import top_bridge_pairs
 from .codes import compute_codes, directions_of, modality_masks, pair_indices
@@ -146,8 +146,7 @@ def analyze_dictionary(
     result["skipped"] = skipped_reasons(dataset, pairs, references, result["modality"] is not None)
     if output_dir is not None:
         result["figures"] = write_figures(result, output_dir)
-        with open(Path(output_dir) / "analysis.json", "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(Path(output_dir) / "analysis.json", result, indent=1)
     return result
 
 

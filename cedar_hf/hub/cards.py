@@ -40,8 +40,15 @@ def public_name(value: Any) -> Any:
     and tells things about that machine."""
     if not isinstance(value, str) or not value or is_hub_id(value):
         return value
-    looks_local = os.path.isabs(value) or value.startswith(".") or os.sep in value or os.path.exists(value)
-    return Path(value.rstrip("/" + os.sep)).name or value if looks_local else value
+    if any(c.isspace() for c in value):  # prose (a definition, a summary), not a path
+        return value
+    looks_local = os.path.isabs(value) or value.startswith(("./", "../", "~")) or os.path.exists(value)
+    return (Path(value.rstrip("/" + os.sep)).name or value) if looks_local else value
+
+
+def public_json(value: Any) -> Any:
+    """`public_name` applied to every string of a JSON value (training_args.json, evaluation.json, ...)."""
+    return _public(value)
 
 
 def _public(value: Any) -> Any:
@@ -212,13 +219,13 @@ def _size_category(count: int) -> str:
 def dataset_card_values(dataset, repo_id: str, metadata: dict, source: Optional[str]) -> dict:
     """Template values and YAML metadata for the embedding-dataset card."""
     count = len(dataset)
-    backbone = metadata.get("backbone")
+    backbone = public_name(metadata.get("backbone"))
     modalities = sorted(set(dataset["modality"])) if "modality" in dataset.column_names else []
     dim = metadata.get("dim")
     if dim is None and count:
         first = dataset[0]["embedding"]
         dim = len(first[-1]) if first and isinstance(first[0], (list, tuple)) else len(first)
-    source = source or metadata.get("source") or metadata.get("dataset")
+    source = public_name(source or metadata.get("source") or metadata.get("dataset"))
     meta = {
         "tags": ["cedar-hf", "embeddings"] + [m for m in modalities],
         "size_categories": [_size_category(count)],
@@ -237,5 +244,5 @@ def dataset_card_values(dataset, repo_id: str, metadata: dict, source: Optional[
     }
 
 
-__all__ = ["MISSING", "dataset_card_values", "model_card_values", "public_config", "public_name",
+__all__ = ["MISSING", "dataset_card_values", "model_card_values", "public_config", "public_json", "public_name",
            "template_path"]

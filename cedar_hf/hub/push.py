@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from huggingface_hub.errors import (
 
 from ..data import METADATA_FILE, read_metadata
 from ..data import load_dataset as load_embedding_dataset
-from .cards import MISSING, dataset_card_values, model_card_values, public_config, template_path
+from .cards import MISSING, dataset_card_values, model_card_values, public_config, public_json, template_path
 from .ids import is_hub_id
 
 MODEL_EXTRA_FILES = ("evaluation.json", "metrics.json", "training_args.json")
@@ -199,9 +198,10 @@ def stage_dictionary(model, folder, repo_id: str, dataset=None, embeddings=None,
     card = render_model_card(model, repo_id, dataset, embeddings, source_dir, license, progress=progress)
     with public_config(model.config):
         model.save_pretrained(folder, **save_kwargs)
-    for name in MODEL_EXTRA_FILES:
+    for name in MODEL_EXTRA_FILES:  # local paths in them (output_dir, the evaluation data) as folder names
         if source_dir is not None and (source_dir / name).is_file():
-            shutil.copy(source_dir / name, Path(folder) / name)
+            values = json.loads((source_dir / name).read_text())
+            (Path(folder) / name).write_text(json.dumps(public_json(values), indent=1))
     card.save(Path(folder) / "README.md")
     return card
 

@@ -23,6 +23,7 @@ import torch
 
 from cedar_hf import CedarConfig, CedarModel
 from cedar_hf.analysis.codes import compute_codes
+from cedar_hf.atomic import write_text
 from cedar_hf.analysis.energy import concept_energy
 from cedar_hf.analysis.energy import top_concepts as top_by_energy
 from cedar_hf.backbones import load_backbone
@@ -136,7 +137,7 @@ def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, 
     (folder / "concept_names.json").unlink(missing_ok=True)  # names of an older model must not survive
     _say(f"[2/5] training CEDAR (d={d_in}, k={k}) for {steps} steps on {len(split['train'])} embeddings", quiet)
     model = train(model, split["train"], args, eval_dataset=split["test"])
-    run_file.write_text(json.dumps(run, indent=1))
+    write_text(run_file, json.dumps(run, indent=1))
     return model.eval(), split["test"]
 
 
@@ -243,7 +244,7 @@ def run_demo(
     latents = top_by_energy(concept_energy(codes), min(top_concepts, model.config.n_latents)).tolist()
     top = top_activating(model, embeddings, latents=latents, n=5, codes=codes, progress=False)
     listing = format_top_examples(top, model)
-    (out / "top_concepts.txt").write_text(listing + "\n")
+    write_text(out / "top_concepts.txt", listing + "\n")
     plot_top_examples(top, embeddings, out / "top_concepts.png", model)
     _say(f"[5/5] the {len(latents)} highest-energy concepts and their top-activating glosses:\n\n{listing}\n", quiet)
     summary = {
@@ -255,7 +256,7 @@ def run_demo(
         "model": str(out / "model"),
     }
     summary["next_commands"] = next_commands(out, summary["embeddings"], backbone, site)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     _say(f"done in {summary['seconds']} s: model in {out / 'model'}, PNGs in {out / 'explanations'}, "
          f"top concepts in {out / 'top_concepts.txt'}", quiet)
     _say("next, on these outputs (also in summary.json):\n" + "\n".join(f"  {c}" for c in summary["next_commands"]),
