@@ -178,7 +178,7 @@ def _check_name(root: Path, output: str) -> None:
 def _check_analyze(root: Path, output: str) -> None:
     skipped = json.loads((root / "analysis" / "analysis.json").read_text())["skipped"]
     assert set(skipped) == {"modality", "bridge", "stability"}  # text-only data, no pairs, no --reference
-    assert "skipped modality: the dataset has no `modality` column" in output
+    assert "skipped modality: the `modality` column has one value only (['text'])" in output
     assert "skipped stability: no --reference" in output
 
 
