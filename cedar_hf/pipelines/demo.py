@@ -127,7 +127,8 @@ def train_dictionary(embeddings, backbone_id: str, site: str, output_dir: Path, 
     batch_size = min(batch_size, len(split["train"]))
     args = TrainingArgs(output_dir=str(output_dir / "model"), max_steps=steps, batch_size=batch_size,
                         learning_rate=learning_rate, seed=seed, report_to="none", disable_tqdm=quiet,
-                        eval_steps=None, logging_steps=max(1, steps // 10))
+                        eval_steps=None, logging_steps=max(1, steps // 10),
+                        overwrite_output_dir=True)  # the demo replaces its own model when the settings change
     run = {"backbone": backbone_id, "site": site, "rows": len(embeddings), "k": k, "steps": steps,
            "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
     folder, run_file = output_dir / "model", output_dir / "model" / "demo_run.json"
