@@ -51,7 +51,7 @@ class SimilarityAttribution:
         orthogonal: True when the exact axis-by-axis route applied (an orthogonal, complete dictionary).
         latents / names / contributions: each latent's term of the centred dot product `(a − m)·(c − m)`, strongest
             |term| first (zero terms left out); `names` name the end both inputs lie on, or `a-end ↔ c-end` for a
-            negative term (a and c on opposite ends). `code_a` / `code_c`: their coordinates (or codes).
+            negative term (a and c on opposite ends); a weak name (see `name_concepts`) ends in `?`. `code_a` / `code_c`: their coordinates (or codes).
         in_top_k: whether the latent is among the top-k active latents of a or of c.
         dot, cosine, norm_a, norm_c: the raw similarity, computed directly from a and c.
         centred_dot: `(a − m)·(c − m)`. explained: the top-k latents' terms. residual: the other axes' terms
@@ -101,9 +101,12 @@ class SimilarityAttribution:
         rows = [(name + ("" if name == f"latent {latent}" else f" ({latent})") + ("" if top else " *"), scale(value))
                 for latent, name, value, top in
                 zip(self.latents[:n], self.names[:n], self.contributions[:n], self.in_top_k[:n])]
-        rest = sum(self.contributions[n:])
-        if rest:
-            rows.append((f"{len(self.latents) - n} other latents", scale(rest)))
+        rest_top = [v for v, top in zip(self.contributions[n:], self.in_top_k[n:]) if top]
+        rest_axes = [v for v, top in zip(self.contributions[n:], self.in_top_k[n:]) if not top]
+        if rest_top:
+            rows.append((f"{len(rest_top)} other top-k latents", scale(sum(rest_top))))
+        if rest_axes:
+            rows.append((f"{len(rest_axes)} other axes (residual)", scale(sum(rest_axes))))
         if not self.orthogonal or abs(self.reconstruction_error) > 1e-6:
             rows.append(("reconstruction error", scale(self.reconstruction_error)))
         rows.append(("mean terms", scale(sum(self.mean_terms.values()))))
@@ -176,8 +179,9 @@ def _as_vector(value: Any, dictionary, backbone, site: Optional[str]) -> tuple[t
 def _name(dictionary, latent: int, value_a: float, value_c: float) -> str:
     """The end both lie on, or `a-end ↔ c-end` when they lie on opposite ends (a negative term)."""
     sign = concept_sign(dictionary, latent)
-    end_a = name_info(dictionary, latent, sign * value_a if value_a else sign * value_c).name
-    end_c = name_info(dictionary, latent, sign * value_c if value_c else sign * value_a).name
+    ends = [name_info(dictionary, latent, sign * (value or other)) for value, other in ((value_a, value_c),
+                                                                                     (value_c, value_a))]
+    end_a, end_c = (info.name + ("?" if info.weak else "") for info in ends)  # ?: a weak name, as everywhere
     return end_a if end_a == end_c else f"{end_a} ↔ {end_c}"
 
 
