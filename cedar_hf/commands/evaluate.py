@@ -62,8 +62,9 @@ def evaluate(
     protocol: str = typer.Option("cedar-hf", "--protocol", help="Metric definitions: 'cedar-hf' (all centred by "
                                  "the training mean) or 'msae' (MSAE's scoring, the paper's Table 1)."),
     cknna_batch_size: Optional[int] = typer.Option(
-        None, "--cknna-batch-size", help="Rows per CKNNA batch under --protocol msae (default: MSAE's 10000; "
-        "fewer rows than that: one batch of all rows)."
+        None, "--cknna-batch-size", help="Rows per CKNNA batch (msae default: MSAE's 10000, one batch of all rows "
+        "when there are fewer; cedar-hf default: all rows at once). Setting it changes the protocol, and its "
+        "recorded name says so (e.g. msae+cknna_batch_size=2048)."
     ),
     cknna_k: int = typer.Option(10, help="Mutual nearest neighbours in CKNNA (the paper uses 10)."),
     tolerance: float = typer.Option(0.005, help="A target counts as reached within ± this FVU."),
