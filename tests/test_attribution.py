@@ -142,6 +142,8 @@ def test_cli_writes_a_bar_chart_and_json(clip, cedar, tmp_path):
         assert total == pytest.approx(data["dot"], abs=1e-5)
     bad = CliRunner().invoke(app, ["attribute", TEXTS[0], TEXTS[1], "-m", str(tmp_path / "dict"), "--measure", "x"])
     assert bad.exit_code != 0 and "--measure 'x'" in bad.output
+    missing = CliRunner().invoke(app, ["attribute", str(tmp_path / "nope.jpg"), TEXTS[0], "-m", str(tmp_path / "dict")])
+    assert missing.exit_code != 0 and "nope.jpg' does not exist" in missing.output
     assert "Examples" in CliRunner().invoke(app, ["attribute", "-h"]).output
 
 

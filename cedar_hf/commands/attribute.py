@@ -39,12 +39,16 @@ def attribute(
 
     from cedar_hf.auto import load_dictionary
     from cedar_hf.interpret.attribution import attribute_similarity
+    from cedar_hf.interpret.explanations import IMAGE_SUFFIXES
     from cedar_hf.interpret.vocabulary import atomic_path
 
     if measure not in ("cosine", "dot"):
         raise typer.BadParameter(f"--measure {measure!r} must be cosine or dot")
     if top < 1:
         raise typer.BadParameter(f"--top {top} must be at least 1")
+    for value in (a, c):  # a missing image would otherwise be embedded as the text "photo.jpg"
+        if value.lower().endswith(IMAGE_SUFFIXES) and not Path(value).is_file():
+            raise typer.BadParameter(f"image {value!r} does not exist (inputs ending in an image suffix are files)")
     dictionary = load_dictionary(model)
     try:
         attribution = attribute_similarity(dictionary, a, c, k=k, backbone=backbone)
