@@ -41,7 +41,23 @@ def examples(command: str) -> list[str]:
 
 
 def test_every_command_is_in_the_example_chain():
+    missing = sorted(set(COMMANDS) - set(EXAMPLE_ORDER))
+    assert not missing, f"add {missing} to EXAMPLE_ORDER (its first --help example must run offline after the others)"
     assert sorted(EXAMPLE_ORDER) == sorted(COMMANDS)
+
+
+def parse(argv: list[str]) -> None:
+    """Parse argv as `cedar-hf` would, without running it (a renamed or misspelt option raises)."""
+    group = typer.main.get_command(app)
+    with group.context_class(group, info_name="cedar-hf") as ctx:
+        group.commands[argv[0]].make_context(argv[0], argv[1:], parent=ctx).close()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_example_of_every_help_parses(command):
+    """All examples, including those that need the Hub or your data (only the first of each is run)."""
+    for line in examples(command):
+        parse(shlex.split(line)[1:])
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -187,10 +203,8 @@ def _check_demo(root: Path, output: str) -> None:
     summary = json.loads((root / "demo-small" / "summary.json").read_text())
     assert Path(summary["embeddings"]).is_dir() and (Path(summary["model"]) / "config.json").is_file()
     commands = [shlex.split(c)[1:] for c in summary["next_commands"]]
-    group = typer.main.get_command(app)
     for argv in commands:
-        with group.context_class(group, info_name="cedar-hf") as ctx:
-            group.commands[argv[0]].make_context(argv[0], argv[1:], parent=ctx).close()
+        parse(argv)
     result = CliRunner().invoke(app, commands[0])
     assert result.exit_code == 0, result.output
 

@@ -22,7 +22,7 @@ HELP = (
     "  cedar-hf demo --max-rows 300 --steps 40 --vocabulary-size 2000 -o demo-small\n\n"
     "  cedar-hf demo\n\n"
     "With --backbone and --source pointing at the Hub the same command does the real job:\n\n"
-    "  cedar-hf demo -b openai/clip-vit-base-patch32 --source <an image dataset> --prompt 'a photo of {}'"
+    "  cedar-hf demo -b openai/clip-vit-base-patch32 --source uoft-cs/cifar10 --prompt 'a photo of {}'"
 )
 
 

@@ -39,6 +39,7 @@ DESCRIPTION = (
 )
 SHORT = {"data": ["-d"], "architecture": ["-a"], "output_dir": ["-o"], "init_from": ["--model", "-m"]}
 MULTI = ("--config", "--seeds", "--mixtures")
+METAVARS = {"config": "KEY=VALUE ...", "seeds": "SEED ...", "mixtures": "MIXTURE ..."}
 NOT_CONFIG_KEYS = {"self", "d_in", "backbone", "embedding_site", "training_data"}  # provenance, set by the run
 
 
@@ -120,7 +121,8 @@ def _parameters(dataclass_type) -> list[inspect.Parameter]:
         decls = [f"--{f.name.replace('_', '-')}", *SHORT.get(f.name, []), *f.metadata.get("aliases", [])]
         choices = f.metadata.get("choices")
         text = f.metadata.get("help", "") + (f" One of: {', '.join(choices)}." if choices else "")
-        option = typer.Option(default, *decls, help=text, show_default=default not in (None, ...))
+        metavar = METAVARS.get(f.name)
+        option = typer.Option(default, *decls, help=text, show_default=default not in (None, ...), metavar=metavar)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                         annotation=_annotation(hints[f.name])))
     return params
