@@ -118,6 +118,10 @@ def test_a_participant_fills_the_study_and_the_analysis_gives_back_the_answers(s
         stored = json.loads((answers / f"p01__{task['task']}.json").read_text())  # stored as soon as it was given
         assert stored["study"] == task["study"]
     _wait_text(page, "#done", "Thank you")
+    # the key sits beside public/, outside what the server may hand out
+    for path in (out / "key.json", out / "public" / "tasks.json"):
+        response = page.request.get(f"{url}gradio_api/file={path}")
+        assert (response.status == 200) == (path.name == "tasks.json"), (path, response.status)
     page.screenshot(path=str(tmp_path / "study-done.png"), full_page=True)
 
     result = analyze_study(out)

@@ -1,0 +1,57 @@
+"""The explorer's "Explain this match" panel in Debian's Chromium (Playwright, headless, offline): two rows in,
+their similarity split over the concepts out, adding up to the cosine computed here."""
+
+import os
+import socket
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from builders import build_model
+from test_study_browser import CHROMIUM, CHROMIUM_ARGS, _wait_text
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("CEDAR_HF_CACHE", tempfile.mkdtemp(prefix="cedar-hf-test-cache-"))
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_the_explorer_explains_a_match_in_the_page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from cedar_hf.analysis.explorer import build_explorer, launch_explorer
+    from cedar_hf.interpret.attribution import match_explainer
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (never `playwright install`)")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 12)).astype(np.float32)
+    data = Dataset.from_dict({"embedding": x.tolist(), "text": [f"sentence {i}" for i in range(40)]})
+    model = build_model("cedar", d_in=12, k=3, init_std=0.3)
+    model.set_mean(torch.tensor(x.mean(0)))
+    app = build_explorer(model, data, progress=False, backbone=None, explain_match=match_explainer(model, data, k=3),
+                         umap_neighbors=5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch_explorer(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"http://127.0.0.1:{port}/", timeout=60000)
+            page.get_by_text("Explain this match").click()
+            page.locator("#match-row-b input").fill("7")
+            page.click("#match-explain")
+            _wait_text(page, "#match-explanation", "sum of the terms")
+            text = page.inner_text("#match-explanation")
+            browser.close()
+    finally:
+        app.close()
+    a, c = torch.tensor(x[0]).double(), torch.tensor(x[7]).double()
+    cosine = float(torch.nn.functional.cosine_similarity(a, c, dim=0))
+    assert "'0: sentence 0' · '7: sentence 7'" in text
+    assert f"cosine {cosine:+.4f}" in text and "orthogonal: exact over axes" in text
