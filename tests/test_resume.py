@@ -95,7 +95,7 @@ def test_a_fresh_run_refuses_a_folder_holding_a_run_unless_overwrite(tmp_path):
     before = _files(run)
     again = _cli("--data", data, "--architecture", "topk", "--max_steps", "6", "--output_dir", run, *FAST)
     assert again.exit_code == 2 and "already holds a training run" in again.output
-    assert "--overwrite_output_dir" in again.output and _files(run) == before  # training_args.json untouched
+    assert "--overwrite-output-dir" in again.output and _files(run) == before  # training_args.json untouched
     replaced = _cli("--data", data, "--architecture", "topk", "--max_steps", "6", "--output_dir", run,
                     "--overwrite_output_dir", *FAST)
     assert replaced.exit_code == 0, replaced.output

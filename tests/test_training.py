@@ -286,7 +286,7 @@ def test_a_model_without_trainable_parameters_gets_its_statistics_and_is_saved(t
 def test_resume_refuses_changed_settings_unless_asked_then_warns(tmp_path, caplog):
     z, _, _ = planted_sparse(512, 16, 3)
     train(build_model("cedar", 16), _dataset(z), _args(tmp_path, max_steps=4, stop_after_steps=2))
-    with pytest.raises(ValueError, match=r"learning_rate: 0.003 -> 0.1.*resume_with_changes"):
+    with pytest.raises(ValueError, match=r"learning_rate: 0.003 -> 0.1.*resume-with-changes"):
         train(build_model("cedar", 16), _dataset(z),
               _args(tmp_path, max_steps=4, learning_rate=0.1, resume_from_checkpoint="latest"))
     with caplog.at_level("WARNING", logger="cedar_hf.training.resume"):

@@ -109,7 +109,7 @@ class TrainingArgs:
         metadata=_help("Continue a run exactly from a checkpoint folder, or 'latest' for the newest complete one "
                        "in output_dir/checkpoints. The architecture, model config and every setting left at its "
                        "default come from the checkpoint; a setting given with another value is refused unless "
-                       "--resume_with_changes.", aliases=["--resume"]),
+                       "--resume-with-changes.", aliases=["--resume"]),
     )
     resume_with_changes: bool = field(
         default=False,

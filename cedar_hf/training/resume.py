@@ -2,7 +2,7 @@
 
 Resume. The checkpoint records the dictionary's config (`dictionary_config.json`) and the run's settings
 (`training_args.json`). A setting left at its default takes the checkpoint's value, so
-`cedar-hf train --data emb --output_dir run --resume latest` continues exactly the run that was interrupted
+`cedar-hf train -d emb -o run --resume latest` continues exactly the run that was interrupted
 (architecture, config and run length included). A setting given with another value than the checkpoint's is
 refused with a message naming it, unless `resume_with_changes=True` (then a warning: the run is no longer the
 uninterrupted one). Settings that never change the trajectory (`_FREE_FIELDS`) may always differ.
@@ -74,7 +74,7 @@ def _refuse_or_warn(conflicts: dict, what: str, checkpoint: str, allowed: bool) 
     if not allowed:
         raise ValueError(f"resuming {checkpoint!r} with other {what} than it was saved with ({listed}); drop those "
                          "options to continue the run as it was, or pass resume_with_changes=True "
-                         "(--resume_with_changes) to continue with them")
+                         "(--resume-with-changes) to continue with them")
     logger.warning("resuming %s with changed %s (%s): the run will differ from an uninterrupted one", checkpoint,
                    what, listed)
 
@@ -151,8 +151,8 @@ def prepare_output_dir(args: TrainingArgs, resuming: bool, main_process: bool = 
         return
     if not args.overwrite_output_dir:
         raise ValueError(f"output_dir={args.output_dir!r} already holds a training run ({', '.join(found)}); "
-                         "continue it with --resume latest, replace it with --overwrite_output_dir, or choose "
-                         "another --output_dir")
+                         "continue it with --resume latest, replace it with --overwrite-output-dir, or choose "
+                         "another --output-dir")
     if not main_process:
         return
     logger.warning("overwrite_output_dir: deleting the previous run in %s (%s)", args.output_dir, ", ".join(found))
@@ -211,7 +211,7 @@ def check_same_data(checkpoint: str, rows: int, total_steps: int, saved_total: O
     saved_rows = read_checkpoint_config(checkpoint).get("training_data", {}).get("rows")
     if saved_rows is not None and saved_rows != rows and not args.resume_with_changes:
         raise ValueError(f"checkpoint {checkpoint!r} was trained on {saved_rows} rows but the training data has "
-                         f"{rows}: resume on the same data (or pass --resume_with_changes)")
+                         f"{rows}: resume on the same data (or pass --resume-with-changes)")
     if saved_total is not None and saved_total != total_steps and not args.resume_with_changes:
         raise ValueError(f"checkpoint {checkpoint!r} belongs to a run of {saved_total} steps but these settings "
                          f"make {total_steps}; resume with the same max_steps / num_epochs / batch_size")
