@@ -122,12 +122,32 @@ def remove_directory(path: PathLike) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def clean_temporaries(folder: PathLike) -> None:
-    """Remove the temporary names a killed writer left in `folder` (never a finished file or folder)."""
+def _writer_alive(entry: Path) -> bool:
+    """Whether the process that named this temporary (`.tmp-<kind>-<name>-<pid>-<hex>`) is still running."""
+    parts = entry.name.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_temporaries(folder: PathLike, only_dead: bool = False) -> None:
+    """Remove the temporary names a killed writer left in `folder` (never a finished file or folder); with
+    `only_dead`, only those whose writing process is gone (safe while other writers work in the folder)."""
     root = Path(folder)
     if not root.is_dir():
         return
     for entry in root.glob(f"{TEMP_PREFIX}*"):
+        if only_dead and _writer_alive(entry):
+            continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput, cached_file
 
-from .atomic import read_json, temp_directory
+from .atomic import clean_temporaries, read_json, temp_directory
 from .configuration_base import DictionaryConfig
 from .hub.push import push_dictionary_to_hub
 from .registry import DICTIONARY_CLASSES
@@ -91,6 +91,7 @@ class DictionaryPreTrainedModel(PreTrainedModel):
         if kwargs.get("push_to_hub"):
             raise ValueError("save_pretrained(push_to_hub=True) is not supported; call push_to_hub")
         final = Path(save_directory)
+        clean_temporaries(final, only_dead=True)  # what a killed earlier save left here
         # Inside an existing folder (files are then moved in one by one; the run's cleanup finds leftovers there),
         # beside a new one (then renamed into place whole).
         tmp = temp_directory(final / "save" if final.is_dir() and any(final.iterdir()) else final)

@@ -203,9 +203,11 @@ def trial_loop(kind, trials, rng, root: Path, argv_for, folder_for, setup, check
         broken = broken_folders(folder)
         after_kill = state_of(folder)
         rerun_code, _ = run_worker(kind, argv_for(folder), root / f"events-{trial}-rerun", pause_ms)
+        leftovers = [str(p.relative_to(folder)) for p in folder.rglob(".tmp-*")]
         result = {"trial": trial, "kill_after_first_write_s": round(at, 3), "killed": killed,
                   "writes_before_kill": len(seen), "last_write_before_kill": seen[-1].split(" ", 1)[1] if seen else None,
-                  "broken_folders": broken, "state_after_kill": after_kill, "rerun_exit_code": rerun_code, **check(folder, reference_folder)}
+                  "broken_folders": broken, "state_after_kill": after_kill, "rerun_exit_code": rerun_code,
+                  "temporaries_left_after_rerun": leftovers, **check(folder, reference_folder)}
         results.append(result)
         print(json.dumps(result), flush=True)
     return results
@@ -291,6 +293,7 @@ def summarize(results: list[dict]) -> dict:
             "broken_folders": sum(len(r["broken_folders"]) for r in results),
             "resume_failed": sum(r["rerun_exit_code"] != 0 for r in results),
             "equal_to_uninterrupted": sum(bool(r["equal_to_reference"]) for r in results),
+            "temporaries_left": sum(len(r["temporaries_left_after_rerun"]) for r in results),
             "max_abs_weight_diff": max((r.get("max_abs_weight_diff", 0.0) for r in results), default=0.0)}
 
 
@@ -301,11 +304,12 @@ def write_report(report: dict, output: Path) -> None:
     lines = [f"# Kill test ({report['trials']} random SIGKILLs of each kind)", "",
              f"`{report['command']}` — load average {report['load_average_before'][0]:.2f} before, "
              f"{report['load_average_after'][0]:.2f} after; {report['wall_time_s']} s.", "",
-             "| | killed | broken folders | resume failed | equal to uninterrupted | max abs weight diff |",
-             "|---|---|---|---|---|---|"]
+             "| | killed | broken folders | resume failed | equal to uninterrupted | max abs weight diff | "
+             "temporaries left |", "|---|---|---|---|---|---|---|"]
     for kind, s in report["summary"].items():
         lines.append(f"| {kind} | {s['killed']}/{s['trials']} | {s['broken_folders']} | {s['resume_failed']} | "
-                     f"{s['equal_to_uninterrupted']}/{s['trials']} | {s['max_abs_weight_diff']:.3g} |")
+                     f"{s['equal_to_uninterrupted']}/{s['trials']} | {s['max_abs_weight_diff']:.3g} | "
+                     f"{s['temporaries_left']} |")
     lines += ["", "| kind | trial | kill after first write (s) | writes before | last write before the kill | "
               "found after the kill |", "|---|---|---|---|---|---|"]
     for kind in ("training", "naming"):
