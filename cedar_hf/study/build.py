@@ -77,14 +77,14 @@ def caption_sets(images: Sequence, dictionaries: Mapping[str, Any], backbone, k:
     return out
 
 
-def _study1(task: str, names: dict, pair: tuple, rng: random.Random) -> tuple[dict, dict]:
+def _study1(names: dict, pair: tuple, rng: random.Random) -> tuple[dict, dict]:
     order = list(pair)
     rng.shuffle(order)  # which method is A, drawn per task
     public = {"options": [names[m] for m in order], "scale": list(STUDY1_SCALE)}
     return public, {"options": [[m] for m in order]}
 
 
-def _study2(task: str, names: dict, pair: tuple, rng: random.Random, per_method: int = 3) -> tuple[dict, dict]:
+def _study2(names: dict, pair: tuple, rng: random.Random, per_method: int = 3) -> tuple[dict, dict]:
     credited: dict[str, list[str]] = {}
     for method in pair:
         for name in names[method][:per_method]:
@@ -94,7 +94,7 @@ def _study2(task: str, names: dict, pair: tuple, rng: random.Random, per_method:
     return {"options": options}, {"options": [credited[o] for o in options], "per_method": per_method}
 
 
-def _study3(task: str, captions: dict, rng: random.Random) -> tuple[dict, dict]:
+def _study3(captions: dict, rng: random.Random) -> tuple[dict, dict]:
     methods = list(captions)
     rng.shuffle(methods)
     return ({"options": [captions[m] for m in methods], "scale": list(STUDY3_SCALE)},
@@ -109,9 +109,9 @@ def make_tasks(study: int, per_image: Sequence[dict], seed: int, pairs: Optional
         for i, item in enumerate(per_image):
             task = f"s{study}-{p:02d}-{i:03d}" if pairs and len(pairs) > 1 else f"s{study}-{i:03d}"
             if study == 3:
-                public, secret = _study3(task, item, rng)
+                public, secret = _study3(item, rng)
             else:
-                public, secret = (_study1 if study == 1 else _study2)(task, item, pair, rng)
+                public, secret = (_study1 if study == 1 else _study2)(item, pair, rng)
             tasks.append({"task": task, "study": study, "image": i, "prompt": PROMPTS[study], **public})
             key[task] = {"study": study, "image": i, **({"pair": list(pair)} if pair else {}), **secret}
     return tasks, key
@@ -164,7 +164,7 @@ def build_study(output_dir, images: Sequence, dictionaries: Optional[Mapping[str
     studies = sorted(set(int(s) for s in studies))
     if not studies or any(s not in (1, 2, 3) for s in studies):
         raise ValueError(f"studies={studies} must be a non-empty subset of (1, 2, 3)")
-    images = [im for im in (open_images(images) if all(isinstance(i, (str, Path)) for i in images) else images)]
+    images = open_images(images) if all(isinstance(i, (str, Path)) for i in images) else list(images)
     if not images:
         raise ValueError("build_study needs at least one image")
     chosen = _select_images(images, n_tasks, seed)
