@@ -41,7 +41,7 @@ def explore(
     port: Optional[int] = typer.Option(None, help="Port (default: Gradio's, 7860 or the next free one)."),
     examples: int = typer.Option(8, help="Top-activating examples kept per concept."),
     partners: int = typer.Option(6, help="Bridge partners / nearest directions kept per concept."),
-    demo_size: int = typer.Option(1000, help=f"Synsets embedded for --data {DEMO_DATA}."),
+    max_rows: int = typer.Option(1000, "--max-rows", help=f"Synsets embedded for --data {DEMO_DATA}."),
     batch_size: int = typer.Option(1024, help="Embeddings encoded at once."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the app (--no-serve: build the views, "
                                "report and exit, e.g. to warm the cache or check the data)."),
@@ -56,7 +56,7 @@ def explore(
     if data == DEMO_DATA:
         from cedar_hf.pipelines.wordnet_pairs import wordnet_pairs_dataset
 
-        dataset = wordnet_pairs_dataset(limit=demo_size)
+        dataset = wordnet_pairs_dataset(limit=max_rows)
     elif not Path(data).exists():
         raise typer.BadParameter(f"--data {data!r} is neither a dataset folder nor '{DEMO_DATA}'")
     else:
@@ -76,5 +76,5 @@ def explore(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("explore", help=HELP, cls=command_class(),
+    app.command("explore", help=HELP, cls=command_class({"--demo-size": "--max-rows"}),
                 short_help="Serve an interactive concept explorer (local Gradio app).")(explore)
