@@ -94,6 +94,8 @@ def test_version_and_root_help():
     text = _help("-h")
     for command in COMMANDS:
         assert command in text
+    example = re.search(r"Example: (cedar-hf [^\n]+)", text).group(1)
+    parse(shlex.split(example)[1:])
 
 
 def test_normalize_args_aliases_underscores_and_multi_values():
