@@ -98,6 +98,12 @@ def test_version_and_root_help():
     parse(shlex.split(example)[1:])
 
 
+def test_the_module_entry_point_runs_in_a_fresh_process():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "cedar_hf.cli", "--version"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == f"cedar-hf {__version__}", out.stderr[-2000:]
+
+
 def test_normalize_args_aliases_underscores_and_multi_values():
     known = {"--max-steps", "--config", "--model", "-m", "--data"}
     assert normalize_args(["--max_steps", "5", "--config", "k=1", "b=2", "--data", "x"], known, {}, ["--config"]) \

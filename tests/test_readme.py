@@ -1,5 +1,5 @@
 """Every code block of README.md stays true: unmarked bash/python blocks run, in order, in one scratch folder (as a
-reader would paste them); a block marked `<!-- readme: needs-hub: why -->` or `<!-- readme: not-run: why -->` is not
+reader would paste them, one after the other); a block marked `<!-- readme: needs-hub: why -->` or `<!-- readme: not-run: why -->` is not
 run, but every `cedar-hf` command in it must still parse against the real CLI (so a renamed option fails here)."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -65,25 +64,36 @@ def test_every_command_in_the_readme_parses():
         parse(argv)
 
 
+def _only_cedar_hf(code: str) -> bool:
+    lines = [line for line in code.replace("\\\n", " ").splitlines() if shlex.split(line, comments=True)]
+    return bool(lines) and len(command_lines(code)) == len(lines)
+
+
 @pytest.mark.slow
-def test_the_readme_blocks_run_in_order(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-           "MPLBACKEND": "Agg", "HF_HOME": str(tmp_path / "hf-home")}
+def test_the_readme_blocks_run_in_order(tmp_path, monkeypatch):
+    """In one folder, in order. A block of `cedar-hf` commands runs each through the CLI app in this process and a
+    python block runs as a fresh script namespace here (a subprocess each would spend ~10 s per command importing
+    torch); any other bash runs in bash. `tests/test_cli.py` runs the real entry point in a subprocess."""
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     ran = 0
     for block in blocks():
         code = block["code"]
         if block["mark"] or code.strip() in SCRIPTS or block["lang"] not in ("bash", "python"):
             continue
-        if block["lang"] == "bash":
-            # `cedar-hf` as the installed console script runs it: `python -m cedar_hf.cli` of this checkout
-            prelude = f'cedar-hf() {{ {shlex.quote(sys.executable)} -m cedar_hf.cli "$@"; }}\n'
-            argv = ["bash", "-euo", "pipefail", "-c", prelude + code]
+        if block["lang"] == "python":
+            exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+        elif _only_cedar_hf(code):
+            for argv in command_lines(code):
+                result = CliRunner().invoke(app, argv)
+                assert result.exit_code == 0, f"README: cedar-hf {shlex.join(argv)}\n{result.output[-3000:]}"
         else:
-            argv = [sys.executable, "-c", code]
-        result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, f"README block failed:\n{code}\n--- stdout\n{result.stdout[-3000:]}\n" \
-                                       f"--- stderr\n{result.stderr[-3000:]}"
+            result = subprocess.run(["bash", "-euo", "pipefail", "-c", code], capture_output=True, text=True,
+                                    timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            assert result.returncode == 0, f"README block failed:\n{code}\n{result.stderr[-3000:]}"
         ran += 1
     assert ran >= 5
     assert (tmp_path / "runs" / "cedar" / "concept_names.json").is_file() and (tmp_path / "dog.png").is_file()
