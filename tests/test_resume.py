@@ -164,3 +164,31 @@ def test_a_checkpoint_copied_elsewhere_resumes_from_its_own_files(tmp_path):
     assert not torch.allclose(at_step_3.rotation, resumed.rotation)  # three more steps were trained
     with pytest.raises(ValueError, match="needs resume_from_checkpoint"):
         train(None, dataset, TrainingArgs(output_dir=str(tmp_path / "d"), **common))
+
+
+@pytest.mark.slow
+def test_two_processes_stopped_and_resumed_match_one_uninterrupted_process(tmp_path):
+    """Resume under `accelerate launch` (two gloo processes, each restoring its own RNG state) continues exactly:
+    float64, so the comparison can be tight (see tests/test_training_multiprocess.py for the tolerance)."""
+    import sys
+
+    from safetensors.torch import load_file
+    from test_training_multiprocess import LAUNCH, _run, _train_command
+
+    z, _, _ = planted_sparse(3000, 16, 3, seed=6)
+    data = tmp_path / "data"
+    datasets.Dataset.from_dict({"embedding": z.numpy()}).save_to_disk(str(data))
+    start = tmp_path / "start"
+    cedar_hf.CedarModel(cedar_hf.CedarConfig(d_in=16, k=3, parametrization="cayley")).double().save_pretrained(start)
+
+    _run([sys.executable, *_train_command(data, tmp_path / "one", "cedar", start)], tmp_path)
+    split = _train_command(data, tmp_path / "two", "cedar", start)
+    _run([*LAUNCH, *split, "--stop_after_steps", "15"], tmp_path)
+    assert not (tmp_path / "two" / "model.safetensors").exists()
+    _run([*LAUNCH, *split, "--resume", "latest"], tmp_path)
+    one = load_file(tmp_path / "one" / "model.safetensors")
+    two = load_file(tmp_path / "two" / "model.safetensors")
+    assert all(value.dtype == torch.float64 for value in two.values())
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-9)
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 30
