@@ -192,3 +192,32 @@ def test_two_processes_stopped_and_resumed_match_one_uninterrupted_process(tmp_p
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-9)
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 30
+
+
+def test_a_run_stopped_on_a_plateau_resumes_to_the_same_stop(tmp_path):
+    """The plateau stopper's state travels in the checkpoint: a resumed run stops where the straight one did."""
+    z, _, _ = planted_sparse(1024, 16, 3, seed=8)
+    train_set = datasets.Dataset.from_dict({"embedding": z[:768].double().numpy()})
+    eval_set = datasets.Dataset.from_dict({"embedding": z[768:].double().numpy()})
+    # min_delta 0.99: every evaluation after the first is "no improvement", so patience 2 stops at the 3rd (step 6)
+    common = dict(batch_size=128, max_steps=40, eval_steps=2, save_steps=2, plateau_patience=2,
+                  plateau_min_delta=0.99, report_to="none", disable_tqdm=True, learning_rate=3e-3)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_model("topk_sae", 16).double()
+
+    straight = train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "a"), **common), eval_set)
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["step"] == 6
+    train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "b"), stop_after_steps=4, **common), eval_set)
+    resumed = train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "b"), resume_from_checkpoint="latest",
+                                                     **common), eval_set)
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["step"] == 6
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=1e-10, msg=key)
+    os.remove(tmp_path / "b" / "metrics.json")  # as if killed after the stop, before the final files
+    again = train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "b"), resume_from_checkpoint="latest",
+                                                   **common), eval_set)
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["step"] == 6  # no step after the stop
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=1e-10, msg=key)

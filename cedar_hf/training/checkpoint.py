@@ -41,10 +41,12 @@ class TrainerState:
         self.history: list[dict[str, float]] = []
         self.last_logged: dict[str, float] = {}  # so a resumed run's metrics.json is as complete as a straight one's
         self.runtime_s = 0.0  # training time summed over the invocations of this run
+        self.plateau: dict[str, Any] = {}  # the recipe's plateau stopper (best FVU, bad evaluations, stopped)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "total_steps": self.total_steps, "statistics": self.statistics,
-                "history": self.history, "last_logged": self.last_logged, "runtime_s": self.runtime_s}
+                "history": self.history, "last_logged": self.last_logged, "runtime_s": self.runtime_s,
+                "plateau": self.plateau}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
@@ -53,6 +55,7 @@ class TrainerState:
         self.history = list(state.get("history", []))
         self.last_logged = dict(state.get("last_logged", {}))
         self.runtime_s = float(state.get("runtime_s", 0.0))
+        self.plateau = dict(state.get("plateau", {}))
 
 
 def checkpoint_dir(output_dir: str, step: int) -> str:

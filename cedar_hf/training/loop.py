@@ -193,12 +193,14 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     if checkpoint is not None:
         accelerator.load_state(checkpoint)
         check_same_data(checkpoint, len(stream), total_steps, state.total_steps, args)
+        for name, value in state.plateau.items():  # a resumed run stops where the uninterrupted one would
+            setattr(recipe.plateau, name, value)
     state.total_steps = total_steps
     if accelerator.is_main_process:
         args.to_json_file(os.path.join(args.output_dir, "training_args.json"))
     accelerator.init_trackers("cedar-hf", config=_tracker_config(args, model))
 
-    end = min(total_steps, args.stop_after_steps or total_steps)
+    end = state.step if recipe.plateau.stopped else min(total_steps, args.stop_after_steps or total_steps)
     summary = _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe, state, stream, eval_stream,
                          args, end, total_steps)
     save_checkpoint(accelerator, model, args, args.output_dir, state.step)  # kept as is when it exists
@@ -250,7 +252,9 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
                             K=f"{logged['train/l0']:.1f}", lr=f"{logged['train/lr']:.2e}")
         if eval_stream is not None and args.eval_steps and state.step % args.eval_steps == 0:
             metrics = _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)
-            if recipe.should_stop(accelerator, metrics, model, state.step):
+            stop = recipe.should_stop(accelerator, metrics, model, state.step)
+            state.plateau = {key: getattr(recipe.plateau, key) for key in ("best", "bad", "stopped")}
+            if stop:
                 break  # held-out plateau (recipe)
         if args.save_steps and state.step % args.save_steps == 0:
             save_checkpoint(accelerator, model, args, args.output_dir, state.step)
