@@ -56,7 +56,9 @@ class TrainingArgs:
     weight_decay: float = field(default=0.0, metadata=_help("Decoupled weight decay (AdamW); 0 is plain Adam."))
     max_steps: Optional[int] = field(
         default=None,
-        metadata=_help("Total optimiser steps; overrides num_epochs. The LR schedule is laid out over it."),
+        metadata=_help("Total optimiser steps; overrides num_epochs. The LR schedule is laid out over it. Unset, "
+                       "CEDAR runs at least 2·curriculum_steps (so its k curriculum ends mid-run); a run that ends "
+                       "before the curriculum reaches k warns."),
     )
     num_epochs: Optional[float] = field(
         default=None,
