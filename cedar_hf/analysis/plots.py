@@ -12,14 +12,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..atomic import atomic_path  # noqa: E402
+
 IMAGE_COLOR, TEXT_COLOR, NEUTRAL = "#d62728", "#1f77b4", "#7f7f7f"
 
 
 def _save(fig, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    with atomic_path(path) as tmp:  # a killed run never leaves a truncated figure
+        fig.savefig(tmp, dpi=130, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

@@ -23,7 +23,7 @@ import torch
 
 from cedar_hf import CedarConfig, CedarModel
 from cedar_hf.analysis.codes import compute_codes
-from cedar_hf.atomic import write_text
+from cedar_hf.atomic import atomic_path, write_text
 from cedar_hf.analysis.energy import concept_energy
 from cedar_hf.analysis.energy import top_concepts as top_by_energy
 from cedar_hf.backbones import load_backbone
@@ -105,8 +105,8 @@ def vocabulary_embeddings(backbone, backbone_id: str, words: Sequence[str], prom
         return torch.from_numpy(np.load(path))
     _say(f"[3/5] embedding the {len(words)}-entry vocabulary", quiet)
     embeddings = embed_vocabulary(backbone, list(words), prompt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, embeddings.numpy())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a killed demo never leaves a truncated cache entry
+        np.save(f, embeddings.numpy())
     return embeddings
 
 
