@@ -46,7 +46,7 @@ MODELS = [
     ("TopK SAE 8x, k=64", "topk_sae", dict(expansion_factor=8, k=64)),
     ("BatchTopK SAE 8x, k=32", "batchtopk_sae", dict(expansion_factor=8, k=32)),
     ("JumpReLU SAE 8x", "jumprelu_sae", dict(expansion_factor=8)),
-    ("Matryoshka SAE 8x (64..512, RW)", "matryoshka_sae", dict(expansion_factor=8)),
+    ("Matryoshka SAE 8x (default levels)", "matryoshka_sae", dict(expansion_factor=8)),
 ]
 
 
@@ -309,14 +309,22 @@ def quality_markdown(quality: dict) -> list[str]:
         "steps are timed. Held-out quality is the FVU at the model's k; \"time to 99%\" is the training time to "
         "the first evaluation with FVU ≤ final FVU / 0.99.", "",
         "| model | steps | final held-out FVU | final L0 | ms / step | time to 99% (s) | steps to 99% | "
-        "training time (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "training time (s) | at a plateau? |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in quality["rows"]:
         lines.append(f"| {r['model']} | {r['steps']} | {r['final_fvu']:.4f} | {r['final_l0']:.1f} | "
                      f"{r['ms_per_step']:.1f} | {r['seconds_to_99']:.1f} | {r['steps_to_99']} | "
-                     f"{r['train_seconds']:.1f} |")
+                     f"{r['train_seconds']:.1f} | {'yes' if _at_plateau(r['curve']) else 'no'} |")
+    lines += ["", "\"At a plateau\": the FVU improved by < 1% over the last fifth of the run. Where it did not, "
+              "the run was too short to converge and \"time to 99%\" is the time to 99% of a still-falling curve "
+              "(a lower bound on the time to converge)."]
     return lines
+
+
+def _at_plateau(curve: list[dict]) -> bool:
+    earlier = curve[max(0, len(curve) - 1 - max(1, len(curve) // 5))]["fvu"]
+    return earlier <= curve[-1]["fvu"] / 0.99
 
 
 def main() -> None:
@@ -336,7 +344,13 @@ def main() -> None:
     parser.add_argument("--quality-eval-every", type=int, default=50, help="Steps between held-out evaluations.")
     parser.add_argument("--quality-val", type=int, default=10000, help="Held-out rows.")
     parser.add_argument("--output", default=RESULTS, help="Folder for training_speed.json and training_speed.md.")
+    parser.add_argument("--rewrite-markdown", action="store_true",
+                        help="Only rewrite training_speed.md from the training_speed.json in --output.")
     options = parser.parse_args()
+    if options.rewrite_markdown:
+        with open(os.path.join(options.output, "training_speed.json")) as f:
+            write_text(os.path.join(options.output, "training_speed.md"), markdown(json.load(f)))
+        return
     result = run(options)
     os.makedirs(options.output, exist_ok=True)
     write_json(os.path.join(options.output, "training_speed.json"), result)
