@@ -293,3 +293,12 @@ def test_resume_refuses_changed_settings_unless_asked_then_warns(tmp_path, caplo
         train(build_model("cedar", 16), _dataset(z), _args(tmp_path, max_steps=4, learning_rate=0.1,
                                                            resume_from_checkpoint="latest", resume_with_changes=True))
     assert "learning_rate" in caplog.text and "differ from an uninterrupted" in caplog.text
+
+
+def test_saved_config_names_the_data_folder_never_this_machines_path(tmp_path):
+    folder = tmp_path / "deep" / "clip-embeddings"
+    _dataset(torch.randn(512, 16)).save_to_disk(str(folder))
+    model = train(build_model("cedar", 16, k=3), str(folder), _args(tmp_path, max_steps=2))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert model.config.training_data["dataset"] == saved["training_data"]["dataset"] == "clip-embeddings"
+    assert str(tmp_path) not in json.dumps(saved)  # the config travels with the model: no absolute path in it

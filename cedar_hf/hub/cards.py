@@ -21,7 +21,7 @@ from cedar_hf.analysis.energy import concept_energy, top_concepts
 from ..registry import card_text
 from ..version import __version__
 from .card_metrics import eval_results, evaluation_table, held_out_rows, matched_rows, protocol_of
-from .ids import is_hub_id
+from .ids import is_hub_id, public_name
 
 MISSING = "[More Information Needed]"
 
@@ -32,18 +32,6 @@ def template_path(name: str) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise FileNotFoundError(f"card template {name!r} not found in cedar_hf/resources/model_cards or model_cards/")
-
-
-def public_name(value: Any) -> Any:
-    """What a card or a pushed config may say about a source: a Hub id or a short name as it is, a local path as
-    its folder (or file) name only — an absolute path of the machine that made the model means nothing elsewhere
-    and tells things about that machine."""
-    if not isinstance(value, str) or not value or is_hub_id(value):
-        return value
-    if any(c.isspace() for c in value):  # prose (a definition, a summary), not a path
-        return value
-    looks_local = os.path.isabs(value) or value.startswith(("./", "../", "~")) or os.path.exists(value)
-    return (Path(value.rstrip("/" + os.sep)).name or value) if looks_local else value
 
 
 def public_json(value: Any) -> Any:

@@ -55,7 +55,7 @@ from cedar_hf.data import embedding_matrix, load_dataset
 from .captions import sparse_captions
 from .examples import load_row_image
 from .naming import concept_sign, name_info, resolve_backbone
-from .vocabulary import atomic_path
+from ..atomic import atomic_path
 
 SCORES = ("purity", "fidelity", "caption_agreement")
 QUALITY_FORMAT = "cedar-hf-concept-quality/1"

@@ -20,10 +20,10 @@ from importlib import resources
 from pathlib import Path
 import logging
 import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Union
+
+from ..atomic import atomic_path
 
 DEFAULT_VOCABULARY = "vocabulary_en.txt.gz"
 DEMO_TEXTS = "demo_texts.jsonl.gz"
@@ -43,24 +43,8 @@ def resource_path(name: str) -> Path:
     return path
 
 
-@contextmanager
-def atomic_path(path: Union[str, os.PathLike]):
-    """Yield a temporary path in `path`'s folder; on success it replaces `path` in one step (`os.replace`), so a
-    reader never sees half a file and a crash leaves the old file intact. The folder is created if needed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix or ".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_figure(fig, path: Union[str, os.PathLike], **kwargs) -> Path:
-    """`fig.savefig` written atomically (see `atomic_path`); the format follows `path`'s suffix."""
+    """`fig.savefig` written atomically (`cedar_hf.atomic.atomic_path`); the format follows `path`'s suffix."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
@@ -209,5 +193,5 @@ def load_demo_texts(limit: Optional[int] = None) -> list[dict]:
     return records
 
 
-__all__ = ["atomic_path", "save_figure", "Blocklist", "apply_blocklist", "load_blocklist", "load_vocabulary", "load_demo_texts", "resource_path",
+__all__ = ["save_figure", "Blocklist", "apply_blocklist", "load_blocklist", "load_vocabulary", "load_demo_texts", "resource_path",
            "DEFAULT_BLOCKLIST", "DEFAULT_VOCABULARY", "DEMO_TEXTS"]

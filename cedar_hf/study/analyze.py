@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cedar_hf.interpret.vocabulary import atomic_path
+from cedar_hf.atomic import atomic_path
 
 from .plots import plot_distribution
 from .stats import binomial_ci, sign_test, wilcoxon

@@ -22,6 +22,7 @@ from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
+from ..hub.ids import public_name
 
 from ..data import (
     EmbeddingStream,
@@ -98,7 +99,8 @@ def _record_provenance(model, dataset, stream: EmbeddingStream, args: TrainingAr
     config.embedding_site = config.embedding_site or metadata.get("site") or metadata.get("embedding_site")
     folder = dataset_folder(dataset)
     config.training_data = {
-        "dataset": folder or "in-memory datasets.Dataset",
+        # a Hub id or the folder's name, never this machine's absolute path (the config travels with the model)
+        "dataset": public_name(folder) if folder else "in-memory datasets.Dataset",
         "source": metadata.get("source"),
         "column": args.embedding_column,
         "rows": len(stream),
