@@ -182,23 +182,28 @@ falling 0.3–0.5 % per epoch, so this is not yet the converged comparison issue
 have 3, every other model 1 (std 0 in its cells means one seed, not no spread). overcomplete's TopK reached
 held-out FVU 0.230 at k = 64 (a second seed, cut before export: 0.2303); ours 0.259 ± 0.001 (3 seeds).
 
-Protocol `cedar-hf` (the `msae` one ranks the same way where both were run):
+Protocol `cedar-hf`:
 - **IC: CEDAR is lowest among ReLU / TopK / BatchTopK / MSAE at every target** (FVU 0.30: 121–124 vs MSAE 382,
-  TopK 528, ReLU 605; overcomplete TopK 208, BatchTopK 176). **Semi-NMF beats CEDAR on K and IC at every target**
+  TopK 435 ± 160 (3 seeds), ReLU 605; overcomplete TopK 208, BatchTopK 176). **Semi-NMF beats CEDAR on K and IC at every target**
   (0.30: K 32.1, IC 107 vs CEDAR 38.5–39.6, 121–124).
 - **K**: CEDAR needs fewer codes than every SAE of ours at 0.25 / 0.30; at 0.35 our BatchTopK needs 26.5 vs
   CEDAR 29.6–30.9 (1.12–1.17×, inside the 1.2× target). overcomplete's BatchTopK needs fewer than CEDAR at 0.30
   (32.2) and 0.35 (22.3).
-- **CKNNA: CEDAR is best of the SAEs at every target** (0.30: 0.66 vs ReLU 0.644, TopK 0.641), below the
+- **CKNNA: CEDAR is best of the SAEs at every target** (0.30: 0.66 vs ReLU 0.644, TopK 0.61), below the
   no-rotation baseline (0.71).
 - **LP: CEDAR loses** — 0.30: 1.37–1.38 vs MSAE 1.339 (+2.6–3.3 %), overcomplete 1.281 (+7 %), Semi-NMF 1.270;
   0.35: +2–4 % vs BatchTopK 1.392. CS: CEDAR is at or near the bottom at every target (0.836 vs 0.84–0.90).
 - Targets not met: TopK cannot reach 0.25 (lowest 0.271), BatchTopK 0.25 / 0.30 (0.319), overcomplete
-  BatchTopK 0.25 (0.301); **our TopK does not match overcomplete's K at 0.30 (128.9 vs 39.5)** — the threshold
+  BatchTopK 0.25 (0.301); **our TopK does not match overcomplete's K at 0.30 (102.5 ± 45.4 over 3 seeds vs 39.5)** — the threshold
   sweep starts from all ReLU pre-activations (issue 13), where our TopK's non-top-k tail is large, and ours is
   less trained (0.259 vs 0.230 at its own k=64).
 - Matrix_exp and Cayley CEDAR are within ~2 % of each other on every metric; matrix_exp (now a scaled Taylor
-  series, issue 18) trained faster here (89–157 s vs 151–331 s)."""
+  series, issue 18) trained faster here (89–157 s vs 151–331 s).
+
+Protocol `msae` (MSAE's per-sample scoring, where our TopK's tail matters less): CEDAR still has the lowest IC of
+the four SAEs at every target (0.30: 114–117 vs BatchTopK 190) and K within 1.2× of the best SAE except Cayley at
+0.35 (1.21× BatchTopK's 22.9); but **ReLU wins LP and CKNNA** (0.30: LP 1.19 vs CEDAR 1.27, +6–7 %; CKNNA 0.64 vs
+0.61–0.62), and our TopK needs more codes than overcomplete's at every target (0.30: 45.1 vs 35.7)."""
 
 TEMPLATE = """# Quality benchmark: CEDAR vs SAEs vs overcomplete at matched FVU, trained to a held-out plateau
 
