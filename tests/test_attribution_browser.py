@@ -2,7 +2,6 @@
 their similarity split over the concepts out, adding up to the cosine computed here."""
 
 import os
-import socket
 import tempfile
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from datasets import Dataset
 
 from builders import build_model
-from test_study_browser import CHROMIUM, CHROMIUM_ARGS, _wait_text
+from browser_helpers import chromium_page, free_port, wait_text
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("CEDAR_HF_CACHE", tempfile.mkdtemp(prefix="cedar-hf-test-cache-"))
@@ -20,13 +19,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_the_explorer_explains_a_match_in_the_page(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from cedar_hf.analysis.explorer import build_explorer, launch_explorer
     from cedar_hf.interpret.attribution import match_explainer
 
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (never `playwright install`)")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 12)).astype(np.float32)
     data = Dataset.from_dict({"embedding": x.tolist(), "text": [f"sentence {i}" for i in range(40)]})
@@ -34,21 +29,16 @@ def test_the_explorer_explains_a_match_in_the_page(tmp_path):
     model.set_mean(torch.tensor(x.mean(0)))
     app = build_explorer(model, data, progress=False, backbone=None, explain_match=match_explainer(model, data, k=3),
                          umap_neighbors=5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     launch_explorer(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        with chromium_page(tmp_path / "chromium-profile", 1400, 1600) as page:
             page.goto(f"http://127.0.0.1:{port}/", timeout=60000)
             page.get_by_text("Explain this match").click()
             page.locator("#match-row-b input").fill("7")
             page.click("#match-explain")
-            _wait_text(page, "#match-explanation", "sum of the terms")
+            wait_text(page, "#match-explanation", "sum of the terms")
             text = page.inner_text("#match-explanation")
-            browser.close()
     finally:
         app.close()
     a, c = torch.tensor(x[0]).double(), torch.tensor(x[7]).double()

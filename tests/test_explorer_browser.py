@@ -4,8 +4,6 @@ Never `playwright install`: the browser is /usr/bin/chromium (scripts/test.sh in
 """
 
 import os
-import shutil
-import socket
 import tempfile
 
 import numpy as np
@@ -13,23 +11,13 @@ import pytest
 import torch
 from datasets import Dataset
 
+from browser_helpers import chromium_page, free_port, wait_text
 from builders import build_model
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("CEDAR_HF_CACHE", tempfile.mkdtemp(prefix="cedar-hf-test-cache-"))
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def served():
@@ -48,7 +36,7 @@ def served():
     model.concept_names = {"format": "cedar-hf-concept-names/1",
                            "names": [{"latent": 5, "name": "horse", "score": 0.9, "alternatives": [["stallion", 0.8]]}]}
     app = build_explorer(model, dataset, progress=False)
-    port = _free_port()
+    port = free_port()
     launch_explorer(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     yield app.explorer, f"http://127.0.0.1:{port}/"
     app.close()
@@ -56,32 +44,16 @@ def served():
 
 @pytest.fixture()
 def page(tmp_path):
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; scripts/test.sh does "
-                    f"this on CI). Never `playwright install`. which chromium -> {shutil.which('chromium')}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1100},
-        )
-        yield context.new_page()
-        context.close()
+    with chromium_page(tmp_path / "chromium-profile", 1400, 1100) as page:
+        yield page
 
 
 def _card(page) -> str:
     return page.inner_text("#concept-card")
 
 
-def _wait_text(page, selector: str, text: str):
-    """Wait until the element (once rendered) shows `text`."""
-    script = "([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }"
-    page.wait_for_function(script, arg=[selector, text], timeout=30000)
-
-
 def _wait_card(page, text: str):
-    _wait_text(page, "#concept-card", text)
+    wait_text(page, "#concept-card", text)
 
 
 def test_page_loads_plot_shows_and_selection_shows_examples(served, page, tmp_path):
@@ -107,7 +79,7 @@ def test_page_loads_plot_shows_and_selection_shows_examples(served, page, tmp_pa
     _wait_card(page, "horse")
     assert "stallion" in _card(page)
     best_row = int(explorer.data.top_rows[5][0])
-    _wait_text(page, "#concept-examples", f"sentence number {best_row}")
+    wait_text(page, "#concept-examples", f"sentence number {best_row}")
 
     # click a point on the map: that concept gets selected
     target = next(i for i in np.argsort(-explorer.data.energy) if i != 5 and i != top)
@@ -117,7 +89,7 @@ def test_page_loads_plot_shows_and_selection_shows_examples(served, page, tmp_pa
     page.mouse.click(box["x"] + px * box["width"] / natural_w, box["y"] + py * box["height"] / natural_h)
     _wait_card(page, f"#{target} ")
     row = int(explorer.data.top_rows[target][0])
-    _wait_text(page, "#concept-examples", f"sentence number {row}")
+    wait_text(page, "#concept-examples", f"sentence number {row}")
     # every selection is in the URL: a shareable link
     page.wait_for_function(f"() => window.location.search.includes('concept={target}')", timeout=30000)
     page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
@@ -148,7 +120,7 @@ def test_interactive_map_hover_click_and_shareable_url(served, page, tmp_path):
     # clicking it selects that concept: card, examples and URL follow
     page.mouse.click(x, y)
     _wait_card(page, f"#{target} ")
-    _wait_text(page, "#concept-examples", f"sentence number {int(explorer.data.top_rows[target][0])}")
+    wait_text(page, "#concept-examples", f"sentence number {int(explorer.data.top_rows[target][0])}")
     page.wait_for_function(f"() => window.location.search.includes('concept={target}')", timeout=30000)
     page.screenshot(path=str(tmp_path / "explorer-plotly.png"), full_page=True)
     shots = os.environ.get("CEDAR_HF_SCREENSHOTS")

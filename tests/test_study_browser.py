@@ -7,34 +7,22 @@ Never `playwright install`: the browser is /usr/bin/chromium (scripts/test.sh in
 import json
 import os
 import re
-import shutil
-import socket
 
 import pytest
 
+from browser_helpers import chromium_page, free_port, wait_text
 from test_study import _known_study
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def served(tmp_path):
     from cedar_hf.study.serve import serve_study
 
     out, tasks, key = _known_study(tmp_path, n_images=2)  # 2 tasks per study: 6 pages
-    port = _free_port()
+    port = free_port()
     app = serve_study(out / "public", host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     yield out, tasks, key, f"http://127.0.0.1:{port}/"
     app.close()
@@ -42,22 +30,8 @@ def served(tmp_path):
 
 @pytest.fixture()
 def page(tmp_path):
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; scripts/test.sh does "
-                    f"this on CI). Never `playwright install`. which chromium -> {shutil.which('chromium')}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1200, "height": 1400})
-        yield context.new_page()
-        context.close()
-
-
-def _wait_text(page, selector: str, text: str):
-    script = "([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }"
-    page.wait_for_function(script, arg=[selector, text], timeout=30000)
+    with chromium_page(tmp_path / "chromium-profile", 1200, 1400) as page:
+        yield page
 
 
 def _start(page, url, participant):
@@ -78,8 +52,8 @@ def _answer(page, task, entry):
     """Answer as a CEDAR fan would (the key tells the test, never the page): strong preference for CEDAR's list,
     exactly CEDAR's concepts selected, dense and CEDAR captions rated 3, the no-rotation caption 1."""
     if task["study"] == 1:
-        _wait_text(page, "#list-a", task["options"][0][0])
-        _wait_text(page, "#list-b", task["options"][1][0])
+        wait_text(page, "#list-a", task["options"][0][0])
+        wait_text(page, "#list-b", task["options"][1][0])
         _label(page, "#choice", "Strongly prefer A" if entry["options"][0] == ["cedar"] else "Strongly prefer B").click()
     elif task["study"] == 2:
         for option, methods in zip(task["options"], entry["options"]):
@@ -87,7 +61,7 @@ def _answer(page, task, entry):
                 _label(page, "#selected", option).click()
     else:
         for i, (caption, methods) in enumerate(zip(task["options"], entry["options"])):
-            _wait_text(page, f"#rating-{i}", caption)
+            wait_text(page, f"#rating-{i}", caption)
             rating = "3 – Describes the image" if methods[0] in ("dense", "cedar") else "1 – Does not describe the image"
             _label(page, f"#rating-{i}", rating).click()
 
@@ -98,16 +72,16 @@ def test_a_participant_fills_the_study_and_the_analysis_gives_back_the_answers(s
     out, tasks, key, url = served
     answers = out / "answers"
     _start(page, url, "bad id!")
-    _wait_text(page, "#intro-status", "participant id 'bad id!'")  # refused, with the value named
+    wait_text(page, "#intro-status", "participant id 'bad id!'")  # refused, with the value named
     _start(page, url, "p01")
-    _wait_text(page, "#progress", f"Task 1 of {len(tasks)}")
+    wait_text(page, "#progress", f"Task 1 of {len(tasks)}")
     page.click("#next")  # nothing chosen yet: refused, nothing stored
-    _wait_text(page, "#status", "Please answer")
+    wait_text(page, "#status", "Please answer")
     assert not answers.exists() or not list(answers.iterdir())
     for i, task in enumerate(tasks):
         if i == 3:  # the browser "crashes": a fresh page with the same id resumes at the first open task
             _start(page, url, "p01")
-        _wait_text(page, "#progress", f"Task {i + 1} of {len(tasks)}")
+        wait_text(page, "#progress", f"Task {i + 1} of {len(tasks)}")
         image = page.wait_for_selector("#task-image img", timeout=30000)
         assert f"{task['task']}.png" in image.get_attribute("src")  # the file name is the task id, nothing more
         _answer(page, task, key[task["task"]])
@@ -117,7 +91,7 @@ def test_a_participant_fills_the_study_and_the_analysis_gives_back_the_answers(s
                                " return !p || !p.innerText.includes('Task ' + n + ' of'); }", arg=i + 1, timeout=30000)
         stored = json.loads((answers / f"p01__{task['task']}.json").read_text())  # stored as soon as it was given
         assert stored["study"] == task["study"]
-    _wait_text(page, "#done", "Thank you")
+    wait_text(page, "#done", "Thank you")
     # the key sits beside public/, outside what the server may hand out
     for path in (out / "key.json", out / "public" / "tasks.json"):
         response = page.request.get(f"{url}gradio_api/file={path}")

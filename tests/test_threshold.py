@@ -20,10 +20,11 @@ from cedar_hf.evaluation import (
 SAES = [a for a in ARCHITECTURES if a.endswith("_sae")]
 
 
-def exact_relu_sae(x: torch.Tensor):
-    """A ReLU SAE that reconstructs exactly at τ = 0: encoder/decoder rows [I; −I; 0] (relu(v) − relu(−v) = v)."""
+def exact_sae(x: torch.Tensor, architecture: str = "relu_sae", **config):
+    """An SAE whose encoder/decoder rows are [I; −I; 0] (relu(v) − relu(−v) = v), so its dense codes reconstruct x
+    exactly at τ = 0. As a ReLU SAE it is exact; as a TopK SAE with k = 1 its own codes lose most of x."""
     d = x.shape[1]
-    model = build_model("relu_sae", d)
+    model = build_model(architecture, d, **config)
     model.set_normalization(*model.compute_normalization(x))
     with torch.no_grad():
         rows = torch.zeros(model.config.n_latents, d)
@@ -33,6 +34,10 @@ def exact_relu_sae(x: torch.Tensor):
         model.b_enc.zero_()
         model.b_dec.zero_()
     return model.eval()
+
+
+def exact_relu_sae(x: torch.Tensor):
+    return exact_sae(x, "relu_sae")
 
 
 def cedar_with_mean(x: torch.Tensor):
@@ -146,18 +151,7 @@ def test_sae_dense_codes_are_all_relu_preactivations(data, model_type):
 
 
 def exact_topk_sae(x: torch.Tensor, k: int = 1):
-    """A TopK SAE (k = 1) with rows [I; −I; 0]: its own codes lose most of x, its dense codes none of it."""
-    model = build_model("topk_sae", x.shape[1], k=k)
-    model.set_normalization(*model.compute_normalization(x))
-    d = x.shape[1]
-    with torch.no_grad():
-        rows = torch.zeros(model.config.n_latents, d)
-        rows[:d], rows[d : 2 * d] = torch.eye(d), -torch.eye(d)
-        model.W_enc.copy_(rows)
-        model.W_dec.copy_(rows)
-        model.b_enc.zero_()
-        model.b_dec.zero_()
-    return model.eval()
+    return exact_sae(x, "topk_sae", k=k)
 
 
 @pytest.mark.parametrize("target", [0.10, 0.30, 0.60])
