@@ -1,7 +1,7 @@
 """Aggregate and write the quality benchmark (`benchmark_quality.py`): mean ± std over seeds, both protocols, the
 issue-14 targets checked by number, training lengths, and the K–FVU / IC–FVU and CKNNA / LP–FVU figures.
 
-Every file is written atomically (a temp file in the same folder, then `os.replace`).
+Every file is written atomically (`cedar_hf.atomic`: a temp file in the same folder, then `os.replace`).
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import os
 from pathlib import Path
 import statistics
 
+from cedar_hf.atomic import atomic_path
+
 METRICS = (("K", "K ↓", 2), ("IC", "IC ↓", 1), ("CS", "CS ↑", 3), ("LP", "LP ↓", 3), ("CKNNA", "CKNNA ↑", 3))
 SAE_PEERS = ("ReLU", "TopK", "BatchTopK", "MSAE (RW)")
 CEDARS = ("CEDAR (Cayley)", "CEDAR (matrix_exp)")
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def _mean_std(values: list) -> tuple:

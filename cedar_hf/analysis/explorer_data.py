@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..atomic import atomic_path
 from ..data import embedding_matrix, load_dataset, read_metadata
 from .bridge import GENERAL, bridge_definition, bridge_partners, coactivation_partners, same_axis_bridge
 from .codes import compute_codes, directions_of, modality_masks, pair_indices, unit_rows
@@ -241,15 +241,8 @@ def _save_cache(path: Path, view: "ExplorerData") -> None:
         arrays[f"{key}__offsets"] = np.cumsum([0] + [len(item) for item in items])
     meta = {"modality_names": view.modality_names, "bridge_definition": view.bridge_definition}
     arrays["meta"] = np.array(json.dumps(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, **arrays)
 
 
 def _load_cache(path: Path) -> Optional[dict]:

@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
+from ..atomic import write_json
 from ..data import METADATA_FILE, read_metadata
 from ..data import load_dataset as load_embedding_dataset
 from .cards import MISSING, dataset_card_values, model_card_values, public_config, public_json, template_path
@@ -201,7 +202,7 @@ def stage_dictionary(model, folder, repo_id: str, dataset=None, embeddings=None,
     for name in MODEL_EXTRA_FILES:  # local paths in them (output_dir, the evaluation data) as folder names
         if source_dir is not None and (source_dir / name).is_file():
             values = json.loads((source_dir / name).read_text())
-            (Path(folder) / name).write_text(json.dumps(public_json(values), indent=1))
+            write_json(Path(folder) / name, public_json(values), indent=1)
     card.save(Path(folder) / "README.md")
     return card
 
@@ -254,7 +255,7 @@ def push_embeddings_to_hub(
         with tempfile.TemporaryDirectory(prefix="cedar-hf-push-") as folder:
             card.save(Path(folder) / "README.md")
             if metadata:
-                (Path(folder) / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+                write_json(Path(folder) / METADATA_FILE, metadata, indent=1)
             return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset",
                                      commit_message=f"{message}: dataset card")
     except (HfHubHTTPError, OfflineModeIsEnabled, httpx.TransportError) as exc:
