@@ -78,7 +78,7 @@ def main() -> None:
     meta = {"model": str(model_dir), "rows": 2 * args.synsets, "date": time.strftime("%Y-%m-%d"), "load": load,
             "cores": os.cpu_count()}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from cedar_hf.interpret.vocabulary import atomic_path
+    from cedar_hf.atomic import atomic_path
 
     with atomic_path(RESULTS / "explorer_start.json") as tmp:
         tmp.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import cedar_hf  # noqa: E402
 from cedar_hf.analysis.codes import compute_codes  # noqa: E402
 from cedar_hf.interpret import concept_quality, load_demo_texts, load_vocabulary, name_concepts  # noqa: E402
-from cedar_hf.interpret.vocabulary import atomic_path  # noqa: E402
+from cedar_hf.atomic import atomic_path  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / "cache" / "naming"
 RESULTS = ROOT / "benchmarks" / "results"

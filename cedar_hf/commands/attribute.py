@@ -40,7 +40,7 @@ def attribute(
     from cedar_hf.auto import load_dictionary
     from cedar_hf.interpret.attribution import attribute_similarity
     from cedar_hf.interpret.explanations import IMAGE_SUFFIXES
-    from cedar_hf.interpret.vocabulary import atomic_path
+    from cedar_hf.atomic import atomic_path
 
     if measure not in ("cosine", "dot"):
         raise typer.BadParameter(f"--measure {measure!r} must be cosine or dot")

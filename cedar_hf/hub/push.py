@@ -9,7 +9,6 @@ as "[More Information Needed]". The token is handed to `huggingface_hub` only; i
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from ..atomic import write_json
+from ..atomic import read_json, write_json
 from ..data import METADATA_FILE, read_metadata
 from ..data import load_dataset as load_embedding_dataset
 from .cards import MISSING, dataset_card_values, model_card_values, public_config, public_json, template_path
@@ -201,7 +200,7 @@ def stage_dictionary(model, folder, repo_id: str, dataset=None, embeddings=None,
         model.save_pretrained(folder, **save_kwargs)
     for name in MODEL_EXTRA_FILES:  # local paths in them (output_dir, the evaluation data) as folder names
         if source_dir is not None and (source_dir / name).is_file():
-            values = json.loads((source_dir / name).read_text())
+            values = read_json(source_dir / name, name)
             write_json(Path(folder) / name, public_json(values), indent=1)
     card.save(Path(folder) / "README.md")
     return card

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cedar_hf.atomic import atomic_path
+from cedar_hf.atomic import atomic_path, read_json
 
 from .plots import plot_distribution
 from .stats import binomial_ci, sign_test, wilcoxon
@@ -152,7 +152,7 @@ def analyze_study(study_dir, answers_dir=None, output_dir=None) -> dict:
     key_path = study_dir / "key.json"
     if not key_path.is_file():
         raise ValueError(f"no key.json in {str(study_dir)!r}: give the folder `cedar-hf study build` wrote")
-    key = json.loads(key_path.read_text())["tasks"]
+    key = read_json(key_path, "study key")["tasks"]
     rows = load_answers(answers_dir or study_dir / "answers").to_list()
     unknown = sorted({r["task"] for r in rows} - set(key))
     if unknown:

@@ -32,7 +32,7 @@ from cedar_hf.data.images import open_images
 from cedar_hf.interpret.captions import sparse_captions
 from cedar_hf.interpret.explanations import explain
 from cedar_hf.interpret.naming import resolve_backbone
-from cedar_hf.interpret.vocabulary import atomic_path
+from cedar_hf.atomic import atomic_path
 
 STUDY1_SCALE = ("Strongly prefer A", "Slightly prefer A", "Equally prefer A and B", "Slightly prefer B",
                 "Strongly prefer B")

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import datasets
 
-from cedar_hf.interpret.vocabulary import atomic_path
+from cedar_hf.atomic import atomic_path, read_json
 
 COLUMNS = ("participant", "task", "study", "choice", "selected", "ratings", "time")
 FEATURES = datasets.Features({"participant": datasets.Value("string"), "task": datasets.Value("string"),
@@ -103,7 +103,7 @@ def load_tasks(public_dir) -> list[dict]:
     path = Path(public_dir) / "tasks.json"
     if not path.is_file():
         raise ValueError(f"no tasks.json in {str(public_dir)!r}: give the `public` folder `cedar-hf study build` wrote")
-    data = json.loads(path.read_text())
+    data = read_json(path, "study tasks")
     if data.get("format") != "cedar-hf-study/1" or not data.get("tasks"):
         raise ValueError(f"{str(path)!r} is not a cedar-hf study (format {data.get('format')!r}, "
                          f"{len(data.get('tasks') or [])} tasks)")
