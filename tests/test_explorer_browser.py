@@ -111,6 +111,8 @@ def test_interactive_map_hover_click_and_shareable_url(served, page, tmp_path):
     page.goto(url + "?concept=5", timeout=60000)
     _wait_card(page, "#5 · horse")
     page.wait_for_selector("#concept-plot .js-plotly-plot .scatterlayer .point", timeout=30000)
+    # the click handler is on as soon as the map is drawn (a click right after drawing was once lost)
+    assert page.locator("#concept-plot .js-plotly-plot").get_attribute("data-cedar-bound") == "1"
     target = next(i for i in np.argsort(-explorer.data.energy) if i != 5)
     x, y = _plot_point(page, int(target))
     # hovering a point shows its name (plotly's hover label)

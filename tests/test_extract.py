@@ -212,8 +212,10 @@ def counting(images, **kwargs):
     return original(images, **kwargs)
 backbone.embed_images = counting
 dataset = extract_embeddings(backbone, {folder!r}, {out!r}, shard_size=2, batch_size=2)
-print("RESULT " + json.dumps({{"rank": state.process_index, "world": state.num_processes,
-                               "embedded": sum(seen), "rows": len(dataset)}}), flush=True)
+# one report file a rank: two processes printing to one pipe can interleave their lines
+with open({reports!r} + f"/rank-{{state.process_index}}.json", "w") as f:
+    json.dump({{"rank": state.process_index, "world": state.num_processes, "embedded": sum(seen),
+               "rows": len(dataset)}}, f)
 """
 
 
@@ -221,14 +223,17 @@ print("RESULT " + json.dumps({{"rank": state.process_index, "world": state.num_p
 def test_accelerate_two_processes_share_the_work_and_merge(clip, folder, tmp_path):
     out = tmp_path / "emb"
     script = tmp_path / "run.py"
-    script.write_text(ACCELERATE_SCRIPT.format(model=clip.name_or_path, folder=str(folder), out=str(out)))
+    reports_dir = tmp_path / "reports"
+    reports_dir.mkdir()
+    script.write_text(ACCELERATE_SCRIPT.format(model=clip.name_or_path, folder=str(folder), out=str(out),
+                                               reports=str(reports_dir)))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = sorted((json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("RESULT ")),
-                     key=lambda r: r["rank"])
+    reports = [json.loads(p.read_text()) for p in sorted(reports_dir.glob("rank-*.json"))]
+    assert [r["rank"] for r in reports] == [0, 1], result.stdout[-2000:]
     assert [r["world"] for r in reports] == [2, 2]
     assert [r["embedded"] for r in reports] == [6, 5]  # shards 0,2,4 (2+2+2 rows) and 1,3,5 (2+2+1 rows)
     assert all(r["rows"] == 11 for r in reports)

@@ -9,6 +9,9 @@ import plotly.graph_objects as go
 # Runs once in the page: clicking a point of the plotly map selects that concept (through a hidden textbox and
 # button, since Gradio forwards no plotly click events), and every selection is written to the URL (?concept=12)
 # so that the address bar always holds a shareable link to the concept shown.
+# The click handler is bound by a MutationObserver, i.e. before the browser handles any input after the plot
+# appears (a 400 ms poll alone lost a click made just after the map was drawn); the poll stays as a fallback.
+# A bound plot carries data-cedar-bound="1".
 PAGE_JS = """
 () => {
   const bind = () => {
@@ -23,8 +26,12 @@ PAGE_JS = """
         box.dispatchEvent(new Event('input', {bubbles: true}));
         setTimeout(() => document.querySelector('#concept-pick-button').click(), 50);
       });
+      plot.setAttribute('data-cedar-bound', '1');
     }
   };
+  new MutationObserver(bind).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                     attributeFilter: ['class']});
+  bind();
   setInterval(bind, 400);
 }
 """
