@@ -67,6 +67,7 @@ _LAZY = {
     # training
     "train": "cedar_hf.training",
     "TrainingArgs": "cedar_hf.training",
+    "OrthogonalAdam": "cedar_hf.optim",
     # evaluation
     "evaluation": "cedar_hf.evaluation",
     # interpretation and Hub

@@ -119,6 +119,7 @@ class DictionaryPreTrainedModel(PreTrainedModel):
         except SafetensorError as err:
             raise ValueError(f"the weights in {str(pretrained_model_name_or_path)!r} cannot be read ({err}): the "
                              "file is truncated or corrupt; save the model again") from err
+        model.validate_loaded_weights(str(pretrained_model_name_or_path))
         names_file = cached_file(
             pretrained_model_name_or_path,
             CONCEPT_NAMES_FILE,
@@ -129,6 +130,10 @@ class DictionaryPreTrainedModel(PreTrainedModel):
         if names_file is not None:
             model.concept_names = read_json(names_file, "concept names file")
         return model
+
+    def validate_loaded_weights(self, source: str) -> None:
+        """Called by `from_pretrained` on the loaded weights: raise a `ValueError` naming `source` when they
+        break the model's invariants (CEDAR's stored U must be orthogonal). Nothing to check by default."""
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload weights, config, concept names and a model card rendered from `model_cards/` (see

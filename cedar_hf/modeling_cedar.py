@@ -10,6 +10,8 @@ Speed (issue 18), same values and gradients as the plain formulas: `exp(A − A�
 `torch.linalg.matrix_exp`, whose backward is a `2D × 2D` exponential; and for k ≤ D/8 the reconstruction gathers
 the k selected rows of U (`cedar_hf.sparse_ops`) instead of a dense `(B, D) × (D, D)` decode, with a backward
 that is sparse too. Only the rotation `U(z − b)` itself stays a dense matmul (the top-k needs every coordinate).
+With `parametrization="orthogonal"` U is the parameter itself, moved on the rotation group by
+`cedar_hf.optim.OrthogonalAdam`: no matrix function is differentiated at all.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from torch import nn
 from .configuration_cedar import CedarConfig
 from .expm import expm_skew
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel, signed_topk
+from .optim import orthogonality_error
 from .sparse_ops import gathered_linear, scatter_codes, sparse_decode, sparse_pays
+
+
+# A float32 orthogonal matrix is orthogonal to ~√D·ε ≈ 1e-6; a loaded U further off than this is not a rotation.
+ORTHOGONALITY_TOLERANCE = 1e-4
 
 
 def rotation_from_generator(A: torch.Tensor, parametrization: str) -> torch.Tensor:
@@ -52,7 +59,10 @@ class CedarModel(DictionaryPreTrainedModel):
     def __init__(self, config: CedarConfig):
         super().__init__(config)
         d = config.d_in
-        self.A = nn.Parameter(torch.zeros(d, d))
+        if config.parametrization == "orthogonal":
+            self.U = nn.Parameter(torch.eye(d))  # kept orthogonal by cedar_hf.optim.OrthogonalAdam
+        else:
+            self.A = nn.Parameter(torch.zeros(d, d))
         self.register_buffer("b", torch.zeros(d))
         self._cached_rotation: Optional[tuple[tuple, torch.Tensor]] = None
         # False: the plain dense formulas (the reference the sparse kernels are tested against).
@@ -62,16 +72,32 @@ class CedarModel(DictionaryPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if module is self:
             with torch.no_grad():
+                parameter = self.generator_parameter
                 if self.config.init_std > 0:
-                    self.A.normal_(0.0, self.config.init_std)
+                    A = torch.empty_like(parameter).normal_(0.0, self.config.init_std)  # the same draw for every parametrization
                 else:
-                    self.A.zero_()
+                    A = torch.zeros_like(parameter)
+                if self.config.parametrization == "orthogonal":
+                    parameter.copy_(torch.linalg.matrix_exp((A - A.T).double()).to(parameter.dtype))
+                else:
+                    parameter.copy_(A)
                 self.b.zero_()
+
+    @property
+    def generator_parameter(self) -> nn.Parameter:
+        """The trained matrix: A (`U = exp(A − Aᵀ)` or Cayley) or, for `parametrization="orthogonal"`, U itself."""
+        return self.U if self.config.parametrization == "orthogonal" else self.A
+
+    def orthogonal_parameters(self) -> list:
+        """Parameters that live on the rotation group (trained by `OrthogonalAdam`, see `cedar_hf.train`)."""
+        return [self.U] if self.config.parametrization == "orthogonal" else []
 
     # ---- the rotation ---------------------------------------------------------------------------------------
     @property
     def rotation(self) -> torch.Tensor:
         """U `(d_in, d_in)`, rows are the concept directions. Cached while A is unchanged and no grad is needed."""
+        if self.config.parametrization == "orthogonal":
+            return self.U
         if torch.is_grad_enabled() and self.A.requires_grad:
             return rotation_from_generator(self.A, self.config.parametrization)
         key = (self.A.data_ptr(), self.A._version, self.A.device, self.A.dtype, self.config.parametrization)
@@ -84,6 +110,14 @@ class CedarModel(DictionaryPreTrainedModel):
     @property
     def concept_directions(self) -> torch.Tensor:
         return self.rotation
+
+    def validate_loaded_weights(self, source: str) -> None:
+        if self.config.parametrization == "orthogonal":
+            error = orthogonality_error(self.U)
+            if not error <= ORTHOGONALITY_TOLERANCE:  # also catches NaN
+                raise ValueError(f"the U saved in {source!r} is not orthogonal (max |UᵀU − I| = {error:.3g} > "
+                                 f"{ORTHOGONALITY_TOLERANCE}): the file is corrupt or was edited; "
+                                 "parametrization='orthogonal' stores U itself")
 
     def set_mean(self, mean: torch.Tensor) -> None:
         """Set the centring vector b (the training mean, over all tokens for token inputs)."""

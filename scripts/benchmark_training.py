@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import cedar_hf
 from cedar_hf.atomic import write_json, write_text
 from cedar_hf.training import TrainingArgs, train
-from cedar_hf.training.recipes import select_recipe
+from cedar_hf.training.recipes import build_optimizer, select_recipe
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_training_quality import PeerWorker, build_trainers, load_embeddings, time_to_quality  # noqa: E402
@@ -42,6 +42,11 @@ PEER = "overcomplete TopKSAE 8x, k=64"
 MODELS = [
     ("CEDAR (matrix_exp)", "cedar", dict(k=10, parametrization="matrix_exp", init_std=0.01)),
     ("CEDAR (cayley)", "cedar", dict(k=10, parametrization="cayley", init_std=0.01)),
+    # U trained on the rotation group by OrthogonalAdam (no backward through exp / Cayley), issue 18
+    ("CEDAR (orthogonal, exp retraction)", "cedar", dict(k=10, parametrization="orthogonal", retraction="exp",
+                                                         init_std=0.01)),
+    ("CEDAR (orthogonal, cayley retraction)", "cedar", dict(k=10, parametrization="orthogonal",
+                                                            retraction="cayley", init_std=0.01)),
     ("ReLU SAE 8x", "relu_sae", dict(expansion_factor=8)),
     ("TopK SAE 8x, k=64", "topk_sae", dict(expansion_factor=8, k=64)),
     ("BatchTopK SAE 8x, k=32", "batchtopk_sae", dict(expansion_factor=8, k=32)),
@@ -88,7 +93,9 @@ class Stepper:
 
     def __init__(self, model, recipe, k, x):
         self.model, self.recipe, self.k, self.x = model, recipe, k, x
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+        # as cedar_hf.train builds it: AdamW, or OrthogonalAdam for CEDAR's parametrization="orthogonal"
+        self.optimizer = build_optimizer(model.parameters(), TrainingArgs(report_to="none", learning_rate=1e-4,
+                                                                          weight_decay=0.0), model)
         model.train()
 
     def step(self) -> float:
@@ -116,14 +123,13 @@ class PeerStepper:
         return self.worker.call(cmd="steps", name="speed", n=n)["times"]
 
 
-def counted_flops(model, x: torch.Tensor, k) -> int:
-    """Matmul FLOPs of one forward + backward (FlopCounterMode). It counts the matmuls of `expm_skew` but not
-    inside `linalg.solve` (Cayley) nor the sparse kernels' `embedding_bag`, so it is a lower bound for those."""
+def counted_flops(stepper: "Stepper") -> int:
+    """Matmul FLOPs of one whole training step, forward + backward + optimiser (FlopCounterMode; the optimiser
+    matters for OrthogonalAdam, whose step has matmuls). It counts the matmuls of `expm_skew` but not inside
+    `linalg.solve` (Cayley) nor the sparse kernels' `embedding_bag`, so it is a lower bound for those."""
     counter = FlopCounterMode(display=False)
     with counter:
-        out = model(x, k=k) if k is not None else model(x)
-        out.loss.backward()
-    model.zero_grad(set_to_none=True)
+        stepper.step()
     return int(counter.get_total_flops())
 
 
@@ -189,7 +195,7 @@ def speed_rows(d: int, batch: int, steps: int, rounds: int, worker) -> list[dict
                "samples_per_s_best": batch / min(times[label]), "dense_matmul_gflop_s": dense / 1e9}
         if isinstance(stepper, Stepper):
             model = stepper.model
-            flops = counted_flops(model, x, stepper.k)
+            flops = counted_flops(stepper)
             row.update(model_type=model.config.model_type, n_latents=model.config.n_latents,
                        counted_gflop_per_step=flops / 1e9, achieved_gflop_s=flops / step_s / 1e9,
                        fraction_of_dense=flops / step_s / dense)
@@ -246,6 +252,10 @@ def _uptime() -> str:
 GOALS = [  # (label, numerator, denominator, required ratio of samples/s at d = 768), from issue 18
     ("CEDAR (matrix_exp) vs our TopK SAE 8x", "CEDAR (matrix_exp)", "TopK SAE 8x, k=64", 4.0),
     ("CEDAR (cayley) vs our TopK SAE 8x", "CEDAR (cayley)", "TopK SAE 8x, k=64", 5.0),
+    ("CEDAR (orthogonal, exp retraction) vs our TopK SAE 8x", "CEDAR (orthogonal, exp retraction)",
+     "TopK SAE 8x, k=64", 4.0),
+    ("CEDAR (orthogonal, cayley retraction) vs our TopK SAE 8x", "CEDAR (orthogonal, cayley retraction)",
+     "TopK SAE 8x, k=64", 5.0),
     ("our TopK SAE 8x vs overcomplete's TopKSAE", "TopK SAE 8x, k=64", PEER, 1.5),
     ("CEDAR (matrix_exp) vs overcomplete's TopKSAE", "CEDAR (matrix_exp)", PEER, None),
     ("CEDAR (cayley) vs overcomplete's TopKSAE", "CEDAR (cayley)", PEER, None),
@@ -285,7 +295,7 @@ def markdown(result: dict) -> str:
         flops = (f"{r['achieved_gflop_s']:.1f} | {r['dense_matmul_gflop_s']:.1f} | {r['fraction_of_dense']:.0%}"
                  if "achieved_gflop_s" in r else "– | – | –")
         lines.append(f"| {r['d']} | {r['model']} | {r['n_latents']} | {step} | {r['samples_per_s']:.0f} | {flops} |")
-    lines += ["", "Counted FLOPs are FlopCounterMode's matmul FLOPs of forward + backward: they include "
+    lines += ["", "Counted FLOPs are FlopCounterMode's matmul FLOPs of forward + backward + optimiser step: they include "
               "`expm_skew`'s matmuls but not `linalg.solve` (Cayley) nor the sparse kernels' `embedding_bag` "
               "(TopK SAE, CEDAR), so those shares are lower bounds; they are the useful work of the step, not a "
               "dense-equivalent. The dense reference is a `(B, D) @ (D, D)` matmul timed in every round.", ""]

@@ -22,7 +22,7 @@ import torch
 
 import cedar_hf
 from cedar_hf.training import TrainingArgs
-from cedar_hf.training.recipes import select_recipe
+from cedar_hf.training.recipes import build_optimizer, select_recipe
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,7 +75,9 @@ class OurTrainer:
             self.model.set_mean(train.mean(0))
         self.train, self.val, self.batch, self.step_index = train, val, batch, 0
         self.mean = train.double().mean(0)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
+        # as cedar_hf.train builds it: AdamW, or OrthogonalAdam for CEDAR's parametrization="orthogonal"
+        self.optimizer = build_optimizer(self.model.parameters(), TrainingArgs(report_to="none", learning_rate=lr,
+                                                                               weight_decay=0.0), self.model)
         self.generator = torch.Generator().manual_seed(seed)
         self.order, self.position = torch.empty(0, dtype=torch.long), 0
 
@@ -160,13 +162,17 @@ def time_to_quality(trainers: dict, steps: int, eval_every: int) -> list[dict]:
 
 
 def build_trainers(train, val, peer: PeerWorker | None, batch: int, steps: int) -> dict:
-    """CEDAR (both parametrizations, k = 10, τ = steps / 3, lr 1e-3), our TopK SAE 8× k = 64 and overcomplete's
+    """CEDAR (every parametrization, k = 10, τ = steps / 3, lr 1e-3), our TopK SAE 8× k = 64 and overcomplete's
     (lr 5e-4, the peer's rate in benchmark_quality.py and MSAE's TopK rate), all at batch `batch`."""
     tau = steps // 3
     trainers = {
         "CEDAR (matrix_exp)": OurTrainer("cedar", dict(k=10, parametrization="matrix_exp"), train, val, 1e-3,
                                          batch, tau),
         "CEDAR (cayley)": OurTrainer("cedar", dict(k=10, parametrization="cayley"), train, val, 1e-3, batch, tau),
+        "CEDAR (orthogonal, exp retraction)": OurTrainer(
+            "cedar", dict(k=10, parametrization="orthogonal", retraction="exp"), train, val, 1e-3, batch, tau),
+        "CEDAR (orthogonal, cayley retraction)": OurTrainer(
+            "cedar", dict(k=10, parametrization="orthogonal", retraction="cayley"), train, val, 1e-3, batch, tau),
         "TopK SAE 8x, k=64 (ours)": OurTrainer("topk_sae", dict(expansion_factor=8, k=64), train, val, 5e-4, batch,
                                                0),
     }

@@ -45,7 +45,7 @@ def test_save_load_round_trip_through_auto_classes(model_type, tmp_path):
         torch.testing.assert_close(loaded.encode(x), model.encode(x))
 
 
-@pytest.mark.parametrize("parametrization", ["matrix_exp", "cayley"])
+@pytest.mark.parametrize("parametrization", ["matrix_exp", "cayley", "orthogonal"])
 def test_cedar_rotation_is_orthogonal_and_lossless_at_full_k(parametrization):
     model = cedar_hf.CedarModel(cedar_hf.CedarConfig(d_in=D, init_std=0.5, parametrization=parametrization))
     _with_nontrivial_stats(model)

@@ -79,7 +79,7 @@ def test_planted_topk_sae_atoms_are_recovered(tmp_path):
     assert torch.allclose(model.mean, mean, atol=1e-5) and torch.allclose(model.scale, scale, rtol=1e-4)
 
 
-@pytest.mark.parametrize("model_type", ["cedar", "batchtopk_sae"])
+@pytest.mark.parametrize("model_type", ["cedar", "cedar-orthogonal", "batchtopk_sae"])
 def test_resume_gives_identical_weights(tmp_path, model_type):
     z, _, _ = planted_sparse(2048, 16, 3, seed=2)
     data = tmp_path / "data"
@@ -90,6 +90,8 @@ def test_resume_gives_identical_weights(tmp_path, model_type):
     # than the straight run; in float32 a last-bit difference there could grow over the remaining steps.
     def fresh():
         torch.manual_seed(0)
+        if model_type == "cedar-orthogonal":  # U itself on the rotation group, OrthogonalAdam's state resumed
+            return build_model("cedar", 16, k=3, parametrization="orthogonal").double()
         model = build_model(model_type, 16, k=3) if model_type == "cedar" else build_model(model_type, 16)
         return model.double()
 

@@ -186,7 +186,7 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
             return model
         return _finish(model, args, eval_stream, state, {"note": "no trainable parameters"})
 
-    optimizer = build_optimizer(params, args)
+    optimizer = build_optimizer(params, args, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
         step, total_steps, args.warmup_steps, args.lr_schedule, args.decay_fraction))
     # The scheduler is stepped by hand (not prepared) so it advances once per global step on any process count.

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..data import EmbeddingStream, compute_mean, compute_mean_norm
+from ..optim import OrthogonalAdam
 from .args import RECIPES, TrainingArgs
 
 logger = logging.getLogger(__name__)
@@ -75,11 +76,25 @@ def resolve_recipe(model, args: TrainingArgs, rows: Optional[int] = None, has_ev
     return replace(args, **values)
 
 
-def build_optimizer(params, args: TrainingArgs) -> torch.optim.Optimizer:
-    """AdamW with the resolved recipe's settings (MSAE `train.py`: AdamW, ε 6.25e-10, weight decay 0)."""
-    return torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                             eps=args.adam_epsilon if args.adam_epsilon is not None else 1e-8,
-                             weight_decay=args.weight_decay)
+def build_optimizer(params, args: TrainingArgs, model=None) -> torch.optim.Optimizer:
+    """AdamW with the resolved recipe's settings (MSAE `train.py`: AdamW, ε 6.25e-10, weight decay 0); for a
+    model whose parameters live on the rotation group (`model.orthogonal_parameters()`, CEDAR with
+    `parametrization="orthogonal"`), `cedar_hf.optim.OrthogonalAdam` with the same lr, β and ε."""
+    params = list(params)
+    eps = args.adam_epsilon if args.adam_epsilon is not None else 1e-8
+    betas = (args.adam_beta1, args.adam_beta2)
+    on_group = list(model.orthogonal_parameters()) if callable(getattr(model, "orthogonal_parameters", None)) else []
+    if on_group:
+        others = [p for p in params if all(p is not q for q in on_group)]
+        if others:
+            raise ValueError(f"{type(model).__name__} has {len(others)} trainable parameter(s) off the rotation group "
+                             "beside its orthogonal ones; OrthogonalAdam trains orthogonal matrices only")
+        if args.weight_decay:
+            raise ValueError(f"weight_decay={args.weight_decay}: a rotation (parametrization='orthogonal') has no "
+                             "weight decay; use 0")
+        return OrthogonalAdam(on_group, lr=args.learning_rate, betas=betas, eps=eps,
+                              retraction=getattr(model.config, "retraction", "exp"))
+    return torch.optim.AdamW(params, lr=args.learning_rate, betas=betas, eps=eps, weight_decay=args.weight_decay)
 
 
 class PlateauStopper:
