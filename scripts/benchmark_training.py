@@ -1,5 +1,6 @@
-"""Training speed on this CPU: samples/s of CEDAR (both parametrizations), each SAE and overcomplete's TopKSAE,
-same batch, the achieved share of the machine's dense matmul FLOP/s, and time-to-quality on real embeddings.
+"""Training speed on this CPU: samples/s of CEDAR (every parametrization: matrix_exp, Cayley, and U itself on the
+rotation group by OrthogonalAdam with either retraction), each SAE and overcomplete's TopKSAE, same batch, the
+achieved share of the machine's dense matmul FLOP/s, and time-to-quality on real embeddings.
 
 One training step is exactly what `cedar_hf.train` does per batch (forward at the step's k, backward, the
 recipe's decoder-gradient projection, Adam, the unit-norm projection), on in-memory data; overcomplete 0.3.0's
