@@ -32,6 +32,7 @@ DESCRIPTION = (
     "  cedar-hf train -d emb -a cedar --config k=8 parametrization=cayley curriculum_steps=100 --max-steps 200 "
     "--batch-size 64 --eval-fraction 0.1 "
     "-o runs/cedar\n\n"
+    "  cedar-hf train -d emb -a cedar --config k=8 parametrization=orthogonal -o runs/cedar-riemannian\n\n"
     "  cedar-hf train -d emb -a topk --config k=64 expansion_factor=8 -o runs/topk\n\n"
     "  cedar-hf train -d emb --seeds 0 1 2 -o stability-seeds\n\n"
     "  cedar-hf train -d emb --mixtures image=1,text=0 image=1,text=1 image=0,text=1 -o by-mixture\n\n"
