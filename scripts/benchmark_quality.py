@@ -39,6 +39,8 @@ from types import SimpleNamespace
 
 import torch
 
+from cedar_hf.atomic import read_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_quality_report import write_results  # noqa: E402
 
@@ -370,7 +372,7 @@ def run(opts) -> None:
     rows = opts.n_train
     tau = opts.curriculum_epochs * (rows // 1024)  # CEDAR's τ in steps of the cedar-hf batch
     specs = {n: s for n, s in model_specs(opts.expansion, tau).items() if not opts.models or n in opts.models}
-    per_seed, training = {}, {}
+    per_seed, training, earlier_minutes = _earlier_results(opts) if opts.add_to_json else ({}, {}, 0.0)
     for seed in opts.seeds:
         models = {}
         for name, spec in specs.items():
@@ -394,8 +396,32 @@ def run(opts) -> None:
                     "max_epochs": opts.max_epochs, "patience": opts.patience, "seeds_done": sorted(per_seed),
                     "n_train": rows, "n_val": opts.n_val, "training": training,
                     "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                    "total_minutes": round((time.time() - started) / 60, 1)}
+                    "total_minutes": round(earlier_minutes + (time.time() - started) / 60, 1)}
         write_results(per_seed, settings, RESULTS, CACHE / "plots")
+
+
+SAME_RUN_KEYS = ("recipe", "expansion", "max_epochs", "patience", "n_train", "n_val")
+
+
+def _earlier_results(opts) -> tuple[dict, dict, float]:
+    """`--add-to-json`: the per-seed reports and training rows of the quality.json in benchmarks/results, so that
+    this run's seeds are added to them (a seed run again replaces its earlier report). Refuses a file written
+    with other settings, naming the setting."""
+    path = RESULTS / "quality.json"
+    if not path.exists():
+        raise SystemExit(f"--add-to-json: {path} does not exist; run without --add-to-json first")
+    earlier = read_json(path, "quality results")
+    settings = earlier["settings"]
+    mine = {"recipe": opts.recipe, "expansion": opts.expansion, "max_epochs": opts.max_epochs,
+            "patience": opts.patience, "n_train": opts.n_train, "n_val": opts.n_val}
+    for key in SAME_RUN_KEYS:
+        if settings.get(key) != mine[key]:
+            raise SystemExit(f"--add-to-json: {path} was written with {key}={settings.get(key)!r}, this run has "
+                             f"{key}={mine[key]!r}; results of different settings cannot be pooled")
+    per_seed = {int(seed): report for seed, report in earlier["per_seed"].items() if int(seed) not in opts.seeds}
+    training = {name: {int(seed): row for seed, row in rows.items() if int(seed) not in opts.seeds}
+                for name, rows in settings.get("training", {}).items()}
+    return per_seed, training, float(settings.get("total_minutes", 0.0))
 
 
 def _cached(name: str, seed: int, opts) -> bool:
@@ -417,6 +443,9 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=60.0,
                         help="start no new training after this much wall-clock (cached runs still count)")
     parser.add_argument("--from-json", action="store_true", help="rewrite quality.md and the PNGs from the cache")
+    parser.add_argument("--add-to-json", action="store_true",
+                        help="add this run's seeds to the existing benchmarks/results/quality.json (same settings "
+                             "required) instead of replacing it, e.g. a third seed for some models")
     opts = parser.parse_args()
     if opts.from_json:
         full = json.loads((RESULTS / "quality.json").read_text())
