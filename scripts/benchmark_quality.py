@@ -315,13 +315,14 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
 
 
 # ---- 3. evaluation -------------------------------------------------------------------------------------------------
-def protocols() -> list:
-    """The evaluation protocols `compare_models` offers (issue 13 adds `protocol=`); `[None]` = its only one."""
+def protocols(wanted=None) -> list:
+    """The evaluation protocols `compare_models` offers (issue 13 adds `protocol=`), or those of them `wanted`
+    (`--protocols`); `[None]` = its only one."""
     from cedar_hf.evaluation import compare_models
 
-    if "protocol" in inspect.signature(compare_models).parameters:
-        return ["cedar-hf", "msae"]
-    return [None]
+    if "protocol" not in inspect.signature(compare_models).parameters:
+        return [None]
+    return [p for p in ("cedar-hf", "msae") if not wanted or p in wanted]
 
 
 def evaluate_seed(models: dict, paths: dict, seed: int, opts) -> dict:
@@ -333,7 +334,7 @@ def evaluate_seed(models: dict, paths: dict, seed: int, opts) -> dict:
     x_train = embedding_matrix(train_ds, flatten_tokens=True)
     x_val = embedding_matrix(val_ds, flatten_tokens=True)
     reports = {}
-    for protocol in protocols():
+    for protocol in protocols(opts.protocols):
         name = protocol or "cedar-hf"
         cached = CACHE / "evaluations" / opts.tag / f"seed{seed}-{name}.json"
         if cached.exists() and set(json.loads(cached.read_text())["models"]) == set(models):
@@ -357,7 +358,7 @@ def machine() -> str:
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor() or "unknown CPU")
-    return (f"{cpu}, {os.cpu_count()} cores (shared with other jobs), torch {torch.__version__}, "
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch thread(s)")
 
 
@@ -443,6 +444,9 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=60.0,
                         help="start no new training after this much wall-clock (cached runs still count)")
     parser.add_argument("--from-json", action="store_true", help="rewrite quality.md and the PNGs from the cache")
+    parser.add_argument("--protocols", nargs="+", choices=["cedar-hf", "msae"], default=None,
+                        help="evaluate under these protocols only (default: every one; msae's per-batch CKNNA on "
+                             "sparse codes is the slow part, ~20+ min a seed here)")
     parser.add_argument("--add-to-json", action="store_true",
                         help="add this run's seeds to the existing benchmarks/results/quality.json (same settings "
                              "required) instead of replacing it, e.g. a third seed for some models")

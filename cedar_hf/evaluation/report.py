@@ -118,7 +118,7 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for index, (name, model) in enumerate(report["models"].items()):
-        color = f"C{index % 10}"
+        color = _model_color(index, len(report["models"]), plt)
         sweep = sorted((p for p in model["sweep"] if fvu_range[0] <= p["fvu"] <= fvu_range[1]), key=lambda p: p["fvu"])
         reached = [r for r in model["matched"] if r["reached"]]
         if sweep:  # K: the Pareto front; IC is not monotone in k (C(n, k) peaks at n/2), so its raw sweep
@@ -143,6 +143,12 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
     return paths
 
 
+def _model_color(index: int, count: int, plt):
+    """One distinct colour a model: matplotlib's 10-colour cycle, or tab20 for more than 10 models (with the
+    10-colour cycle the 11th model took the 1st one's colour)."""
+    return f"C{index}" if count <= 10 else plt.get_cmap("tab20")(index % 20)
+
+
 def _plot_semantic(report: dict, path: Path, plt) -> Path:
     keys = [("CKNNA", "CKNNA (k = %d) ↑" % report.get("cknna_k", 10))]
     if any("LP" in r for m in report["models"].values() for r in m["matched"]):
@@ -152,7 +158,7 @@ def _plot_semantic(report: dict, path: Path, plt) -> Path:
         rows = sorted((r for r in model["matched"] + model["curve"] if r["reached"]), key=lambda r: r["fvu"])
         for ax, (key, _) in zip(axes[0], keys):
             ax.plot([r["fvu"] for r in rows], [r.get(key) for r in rows], marker="o", ms=4, label=name,
-                    color=f"C{index % 10}")
+                    color=_model_color(index, len(report["models"]), plt))
     for ax, (_, label) in zip(axes[0], keys):
         ax.set_xlabel(f"FVU ({(report.get('protocol') or {}).get('fvu_variant', 'dataset')})")
         ax.set_ylabel(label)
