@@ -24,12 +24,8 @@ from torch import nn
 from .configuration_cedar import CedarConfig
 from .expm import expm_skew
 from .modeling_base import DictionaryOutput, DictionaryPreTrainedModel, signed_topk
-from .optim import orthogonality_error
+from .optim import ORTHOGONALITY_TOLERANCE, orthogonality_error
 from .sparse_ops import gathered_linear, scatter_codes, sparse_decode, sparse_pays
-
-
-# A float32 orthogonal matrix is orthogonal to ~√D·ε ≈ 1e-6; a loaded U further off than this is not a rotation.
-ORTHOGONALITY_TOLERANCE = 1e-4
 
 
 def rotation_from_generator(A: torch.Tensor, parametrization: str) -> torch.Tensor:

@@ -31,6 +31,9 @@ import torch
 from .configuration_cedar import RETRACTIONS
 from .expm import expm_skew
 
+# A float32 orthogonal matrix is orthogonal to ~√D·ε ≈ 1e-6; a matrix further off than this is not a rotation.
+ORTHOGONALITY_TOLERANCE = 1e-4
+
 
 def skew_part(X: torch.Tensor) -> torch.Tensor:
     """`(X − Xᵀ) / 2`: exactly skew-symmetric in floating point."""
@@ -68,7 +71,7 @@ class OrthogonalAdam(torch.optim.Optimizer):
     """Adam on the rotation group for square orthogonal parameters (see the module docstring).
 
     Args:
-        params: square parameters, each orthogonal at the start (checked, to 1e-4).
+        params: square parameters, each orthogonal at the start (checked, to `ORTHOGONALITY_TOLERANCE`).
         lr, betas, eps: as `torch.optim.Adam`; `lr` is the step of the generator A of `U = exp(A − Aᵀ)`.
         weight_decay: must be 0 (accepted so that `TrainingArgs` can be passed through unchanged).
         retraction: `"exp"` (default) or `"cayley"`.
@@ -95,7 +98,7 @@ class OrthogonalAdam(torch.optim.Optimizer):
                 if p.ndim != 2 or p.shape[0] != p.shape[1]:
                     raise ValueError(f"OrthogonalAdam needs square matrices, got a parameter of shape {tuple(p.shape)}")
                 error = orthogonality_error(p)
-                if error > 1e-4:
+                if not error <= ORTHOGONALITY_TOLERANCE:
                     raise ValueError(f"OrthogonalAdam needs orthogonal parameters: max |UᵀU − I| = {error:.2e}")
 
     @torch.no_grad()
@@ -130,5 +133,5 @@ class OrthogonalAdam(torch.optim.Optimizer):
         return loss
 
 
-__all__ = ["OrthogonalAdam", "RETRACTIONS", "orthogonality_error", "reorthogonalize", "retract",
-           "riemannian_gradient", "skew_part"]
+__all__ = ["ORTHOGONALITY_TOLERANCE", "OrthogonalAdam", "RETRACTIONS", "orthogonality_error", "reorthogonalize",
+           "retract", "riemannian_gradient", "skew_part"]

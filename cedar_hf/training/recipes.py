@@ -89,11 +89,8 @@ def build_optimizer(params, args: TrainingArgs, model=None) -> torch.optim.Optim
         if others:
             raise ValueError(f"{type(model).__name__} has {len(others)} trainable parameter(s) off the rotation group "
                              "beside its orthogonal ones; OrthogonalAdam trains orthogonal matrices only")
-        if args.weight_decay:
-            raise ValueError(f"weight_decay={args.weight_decay}: a rotation (parametrization='orthogonal') has no "
-                             "weight decay; use 0")
-        return OrthogonalAdam(on_group, lr=args.learning_rate, betas=betas, eps=eps,
-                              retraction=getattr(model.config, "retraction", "exp"))
+        return OrthogonalAdam(on_group, lr=args.learning_rate, betas=betas, eps=eps, weight_decay=args.weight_decay,
+                              retraction=getattr(model.config, "retraction", "exp"))  # it refuses weight decay
     return torch.optim.AdamW(params, lr=args.learning_rate, betas=betas, eps=eps, weight_decay=args.weight_decay)
 
 
