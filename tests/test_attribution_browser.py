@@ -36,7 +36,12 @@ def test_the_explorer_explains_a_match_in_the_page(tmp_path):
             page.goto(f"http://127.0.0.1:{port}/", timeout=60000)
             page.get_by_text("Explain this match").click()
             page.locator("#match-row-b input").fill("7")
+            # leave the field as a user does (Tab): Gradio commits a Number's value on change; a click right after
+            # fill() once sent the old value (row 1) under load
+            page.locator("#match-row-b input").press("Tab")
+            page.wait_for_function("() => document.querySelector('#match-row-b input').value === '7'")
             page.click("#match-explain")
+            wait_text(page, "#match-explanation", "'7: sentence 7'")
             wait_text(page, "#match-explanation", "sum of the terms")
             text = page.inner_text("#match-explanation")
     finally:
