@@ -57,10 +57,13 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if module is self:
             with torch.no_grad():
-                # Unit-norm decoder rows and a transposed-decoder encoder (Gao et al. 2024).
-                self.W_dec.normal_()
-                self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True))
-                self.W_enc.copy_(self.W_dec)
+                # MSAE `sae.py` `_init_weights` (init_method "kaiming", norm 0.1, tied start W_enc = W_decᵀ),
+                # followed by its `scale_to_unit_norm` (called every step): unit decoder rows, encoder rows of
+                # norm 0.1 · 0.1 = `config.encoder_init_norm` (0.01) along the same directions. Gao et al.'s
+                # transposed-decoder encoder of unit norm is `encoder_init_norm=1`.
+                torch.nn.init.kaiming_uniform_(self.W_dec, nonlinearity="relu")
+                self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+                self.W_enc.copy_(self.W_dec * float(getattr(self.config, "encoder_init_norm", 1.0)))
                 self.b_enc.zero_()
                 self.b_dec.zero_()
                 self.mean.zero_()

@@ -26,11 +26,18 @@ class MatryoshkaSAE(TopKSAE):
         if not self.training:
             return self.reconstruction_error(x_c, x_hat_c)
         acts = torch.relu(pre)
-        top = acts.topk(self.config.levels[-1], dim=-1, sorted=True)  # (B, k_max), largest first
-        loss = x_c.new_zeros(())
-        for level, weight in zip(self.config.levels, self.level_weights()):
-            z_level = torch.zeros_like(acts).scatter(-1, top.indices[:, :level], top.values[:, :level])
-            loss = loss + weight * self.reconstruction_error(x_c, z_level @ self.W_dec + self.b_dec)
+        # A row has at most `active` non-zero activations: every level >= `active` keeps all of them, so those
+        # levels share one reconstruction (the same tensor, hence the same loss and gradient as decoding each).
+        active = int((acts > 0).sum(-1).max()) if acts.numel() else 0
+        levels = self.config.levels
+        top = acts.topk(min(levels[-1], max(active, 1)), dim=-1, sorted=True)  # (B, ≤ k_max), largest first
+        loss, error, decoded = x_c.new_zeros(()), None, None
+        for level, weight in zip(levels, self.level_weights()):
+            kept = min(level, top.values.shape[-1])
+            if kept != decoded:
+                z_level = torch.zeros_like(acts).scatter(-1, top.indices[:, :kept], top.values[:, :kept])
+                error, decoded = self.reconstruction_error(x_c, z_level @ self.W_dec + self.b_dec), kept
+            loss = loss + weight * error
         return loss
 
 

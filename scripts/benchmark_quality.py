@@ -369,7 +369,8 @@ def run(opts) -> None:
     if opts.stage == "embed":
         return
     paths = dict(zip(("train", "val"), split_embeddings(data_path, opts.n_val)))
-    opts.tag = f"{data_path.name}-{opts.recipe}-{opts.expansion}x"  # cache folders of this data and setting
+    # cache folders of this data and setting: a run of another length or patience never reuses these models
+    opts.tag = f"{data_path.name}-{opts.recipe}-{opts.expansion}x-{opts.max_epochs}ep-p{opts.patience}"
     rows = opts.n_train
     tau = opts.curriculum_epochs * (rows // 1024)  # CEDAR's τ in steps of the cedar-hf batch
     specs = {n: s for n, s in model_specs(opts.expansion, tau).items() if not opts.models or n in opts.models}

@@ -162,6 +162,46 @@ def test_matryoshka_weighting_and_nested_loss():
     assert not torch.allclose(rw(x).reconstruction_loss, expected)  # inference scores the largest level only
 
 
+def test_matryoshka_levels_beyond_the_active_count_share_one_decode_with_the_same_loss_and_gradient():
+    """Levels above the most non-zero activations of any row are decoded once (the fast path); loss and gradients
+    must equal decoding every level on its own (MSAE `train.py`), in float64."""
+    torch.manual_seed(3)
+    model = build_model("matryoshka_sae", D, levels=[2, 4, 8, 16, 32, 64]).double().train()
+    x = torch.randn(48, D, dtype=torch.float64)
+    with torch.no_grad():  # few active latents per row (a latent fires on ~10 % of rows): several levels keep all
+        model.b_enc.copy_(-model.pre_activation(model.standardize(x)).quantile(0.9, dim=0))
+    x_c = model.standardize(x)
+    active = int((torch.relu(model.pre_activation(x_c)) > 0).sum(-1).max())
+    assert 2 < active < 32, active  # both paths are exercised
+    loss = model(x).reconstruction_loss
+    grads = torch.autograd.grad(loss, [model.W_enc, model.W_dec, model.b_enc, model.b_dec])
+    acts = torch.relu(model.pre_activation(x_c))
+    top = acts.topk(64, dim=-1, sorted=True)
+    expected = sum(
+        w * model.reconstruction_error(x_c, torch.zeros_like(acts).scatter(-1, top.indices[:, :level],
+                                                                            top.values[:, :level]) @ model.W_dec
+                                       + model.b_dec)
+        for level, w in zip(model.config.levels, model.level_weights()))
+    expected_grads = torch.autograd.grad(expected, [model.W_enc, model.W_dec, model.b_enc, model.b_dec])
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_sae_initialisation_is_msaes():
+    """MSAE `_init_weights(norm=0.1)` + `scale_to_unit_norm`: unit decoder rows, encoder rows 0.01 along them;
+    `encoder_init_norm=1` is Gao et al.'s transposed decoder; JumpReLU keeps the transposed decoder."""
+    for model_type, norm in (("topk_sae", 0.01), ("relu_sae", 0.01), ("jumprelu_sae", 1.0)):
+        model = build_model(model_type, D)
+        assert model.config.encoder_init_norm == norm
+        torch.testing.assert_close(model.W_dec.norm(dim=-1), torch.ones(model.config.n_latents))
+        torch.testing.assert_close(model.W_enc, norm * model.W_dec)
+    gao = build_model("topk_sae", D, encoder_init_norm=1.0)
+    torch.testing.assert_close(gao.W_enc, gao.W_dec)
+    with pytest.raises(ValueError, match="encoder_init_norm=0"):
+        build_config("topk_sae", D, encoder_init_norm=0)
+
+
 def test_topk_aux_loss_acts_on_dead_latents():
     model = build_model("topk_sae", D, dead_tokens_threshold=1, aux_k_coefficient=1 / 32).train()  # off by default
     x = torch.randn(32, D)

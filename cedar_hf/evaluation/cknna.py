@@ -19,6 +19,7 @@ three HSIC terms are sums over N·k stored entries: memory O(block·N + N·k), n
 from __future__ import annotations
 
 from typing import Optional
+import warnings
 
 import torch
 from tqdm.auto import tqdm
@@ -40,7 +41,12 @@ def topk_neighbours(x: torch.Tensor, k: int, block_size: Optional[int] = None, p
     sparse = x.shape[1] >= 256 and float((x != 0).double().mean()) < SPARSE_DENSITY
     for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
         stop = min(start + block_size, n)
-        block = torch.sparse.mm(x[start:stop].to_sparse(), x.T) if sparse else x[start:stop] @ x.T  # (b, N)
+        if sparse:  # CSR × dense: ~30× faster than a COO `torch.sparse.mm` on CPU (10k × 3072 codes, 40 active)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                block = x[start:stop].to_sparse_csr() @ x.T  # (b, N)
+        else:
+            block = x[start:stop] @ x.T  # (b, N)
         rows = torch.arange(stop - start)
         block[rows, rows + start] = float("-inf")  # exclude the diagonal
         top = block.topk(k, dim=1)
