@@ -174,6 +174,35 @@ def test_training_stops_on_a_held_out_plateau(tmp_path):
     assert saved.eval_steps == 5 and saved.learning_rate == 5e-4 and math.isclose(saved.adam_epsilon, 6.25e-10)
 
 
+def test_sae_plateau_watches_the_held_out_loss_and_cedar_the_fvu(tmp_path):
+    """A ReLU SAE trades FVU for sparsity: its held-out FVU may rise while its objective (NMSE + λ·L1) still
+    falls — a plateau of the FVU would stop it mid-way (it did: 7 epochs in the quality benchmark)."""
+    from types import SimpleNamespace
+
+    from cedar_hf.training.recipes import select_recipe
+
+    accelerator = SimpleNamespace(device="cpu", num_processes=1)
+    rising_fvu = [{"eval/fvu": 0.10 + 0.01 * i, "eval/loss": 1.0 - 0.1 * i} for i in range(5)]
+    for model_type, stops in (("relu_sae", False), ("cedar", True)):
+        model = build_model(model_type, 8)
+        recipe = select_recipe(model, TrainingArgs(output_dir=str(tmp_path), plateau_patience=2))
+        decisions = [recipe.should_stop(accelerator, metrics) for metrics in rising_fvu]
+        assert any(decisions) is stops, (model_type, decisions)
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(600, 8, generator=g)
+    make = lambda rows: datasets.Dataset.from_dict({"embedding": rows.numpy()})  # noqa: E731
+    model = build_model("relu_sae", 8)
+    args = TrainingArgs(output_dir=str(tmp_path / "run"), batch_size=100, num_epochs=3, report_to="none",
+                        disable_tqdm=True)
+    train(model, make(z[:500]), args, eval_dataset=make(z[500:]))
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
+    assert history and all(h["eval/loss"] > 0 for h in history)
+    model.eval()
+    with torch.no_grad():  # the recorded loss is the model's own objective on the held-out rows
+        x = z[500:]
+        assert math.isclose(history[-1]["eval/loss"], float(model(x).loss), rel_tol=1e-4)
+
+
 def test_cli_takes_a_recipe():
     train_command = typer.main.get_command(app).get_command(None, "train")
     context = train_command.make_context("train", ["-d", "some/folder", "-a", "relu", "--recipe", "msae"])

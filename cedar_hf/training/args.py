@@ -81,11 +81,12 @@ class TrainingArgs:
     )
     plateau_patience: Optional[int] = field(
         default=None,
-        metadata=_help("Stop when the held-out FVU has not improved by plateau_min_delta (relative) for this many "
-                       "evaluations; needs an evaluation set; 0: never. Unset: the recipe's (cedar-hf 3, msae 0)."),
+        metadata=_help("Stop when the held-out FVU (CEDAR) or held-out loss (SAEs: their penalised objective) has not "
+                       "improved by plateau_min_delta (relative) for this many evaluations; needs an evaluation set; "
+                       "0: never. Unset: the recipe's (cedar-hf 3, msae 0)."),
     )
     plateau_min_delta: float = field(
-        default=0.002, metadata=_help("Relative held-out FVU improvement that resets the plateau count.")
+        default=0.002, metadata=_help("Relative improvement of the watched held-out metric that resets the plateau count.")
     )
     seed: int = field(default=0, metadata=_help("Seed of the initialisation, the per-epoch shuffles and CEDAR's k draws."))
     curriculum_steps: Optional[int] = field(

@@ -12,16 +12,19 @@ from ..data import EmbeddingStream
 
 @torch.no_grad()
 def evaluate_stream(model, stream: EmbeddingStream, train_mean: torch.Tensor, batch_rows: int = 4096,
-                    max_rows: Optional[int] = None, k: Optional[int] = None) -> dict[str, float]:
+                    max_rows: Optional[int] = None, k: Optional[int] = None,
+                    with_loss: bool = False) -> dict[str, float]:
     """
     `fvu = Σ‖x − x̂‖² / Σ‖x − μ‖²` (μ the training mean, Gao et al. 2024), the mean L0 and the share of latents
-    that never fire, over the held-out rows (all tokens), at the model's default k (or `k`).
+    that never fire, over the held-out rows (all tokens), at the model's default k (or `k`). `with_loss` adds
+    `loss`: the model's own objective (`model(x).loss` in eval mode, e.g. NMSE + λ·L1 for a ReLU SAE), averaged
+    over rows — what a plateau on a penalised objective has to watch, since its FVU may rise as it sparsifies.
     """
     was_training = model.training
     model.eval()
     device = next(iter(model.parameters()), train_mean).device
     mean = train_mean.to(device=device, dtype=torch.float64)
-    error = total = l0 = 0.0
+    error = total = l0 = loss = 0.0
     tokens = 0
     fired = None
     positions = np.arange(min(len(stream), max_rows or len(stream)))
@@ -34,13 +37,18 @@ def evaluate_stream(model, stream: EmbeddingStream, train_mean: torch.Tensor, ba
         active = codes != 0
         l0 += float(active.sum())
         fired = active.any(0) if fired is None else fired | active.any(0)
+        if with_loss:
+            loss += float(model(x, k=k).loss.double()) * x.shape[0]
         tokens += x.shape[0]
     model.train(was_training)
-    return {
+    result = {
         "fvu": error / max(total, np.finfo(np.float64).tiny),
         "l0": l0 / tokens,
         "never_active_fraction": float(1.0 - fired.float().mean()),
     }
+    if with_loss:
+        result["loss"] = loss / tokens
+    return result
 
 
 __all__ = ["evaluate_stream"]

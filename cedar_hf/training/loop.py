@@ -287,7 +287,8 @@ def _evaluate_and_log(accelerator, model, recipe: Recipe, eval_stream, state: Tr
     metrics = {}
     if accelerator.is_main_process:
         mean = torch.tensor(state.statistics["train_mean"])
-        result = evaluate_stream(model, eval_stream, mean, args.eval_batch_size, args.eval_max_rows)
+        result = evaluate_stream(model, eval_stream, mean, args.eval_batch_size, args.eval_max_rows,
+                                 with_loss=recipe.plateau_metric == "eval/loss")
         metrics = {f"eval/{key}": value for key, value in result.items()}
         dead = recipe.dead_fraction(model)
         if dead is not None:

@@ -11,7 +11,8 @@ Named presets (`resolve_recipe` fills every `TrainingArgs` field left unset):
 - **`cedar-hf`** — ours, for datasets of 10⁴–10⁶ rows: MSAE's optimiser (ε, β, clipping, schedule) with batch 1024
   (4× the steps per epoch), lr 5e-4 for every SAE (MSAE's 5e-5 for ReLU is tuned for millions of rows and does not
   move a ReLU SAE in the few hundred steps 30 epochs of 10⁵ rows give), 3e-3 for CEDAR, up to 30 epochs, stopped
-  when the held-out FVU has not improved by 0.2 % for 3 evaluations (one per epoch when an evaluation set is given).
+  when the held-out FVU (CEDAR) or the held-out loss (SAEs, whose L1 / L0 penalty is part of the objective) has
+  not improved by 0.2 % for 3 evaluations (one per epoch when an evaluation set is given).
   It leaves the model's own loss settings (aux-k, ...) as configured.
 
 - **CEDAR** (paper App. A; any model with `set_mean`): b = the training mean over all tokens, computed before
@@ -95,7 +96,8 @@ def build_optimizer(params, args: TrainingArgs, model=None) -> torch.optim.Optim
 
 
 class PlateauStopper:
-    """Stop when the held-out FVU has not improved by `min_delta` (relative) for `patience` evaluations."""
+    """Stop when a held-out metric (the recipe's `plateau_metric`) has not improved by `min_delta` (relative) for
+    `patience` evaluations."""
 
     def __init__(self, patience: Optional[int], min_delta: float):
         self.patience, self.min_delta = int(patience or 0), float(min_delta)
@@ -144,9 +146,11 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: str,
 
 
 class Recipe:
-    """The generic recipe: no statistics, the model's default k, nothing around the step."""
+    """The generic recipe: no statistics, the model's default k, nothing around the step. The plateau watches
+    `plateau_metric` of the held-out evaluation (the FVU here and for CEDAR)."""
 
     name = "generic"
+    plateau_metric = "eval/fvu"
 
     def __init__(self, model, args: TrainingArgs):
         self.args = args
@@ -160,7 +164,7 @@ class Recipe:
         """After an evaluation: has the held-out FVU plateaued? Decided on the main process (the only one that
         evaluates) and broadcast, so every process leaves the loop at the same step."""
         counted = model is None or step > self.plateau_start(model)
-        stop = self.plateau.update(metrics.get("eval/fvu")) if counted else False
+        stop = self.plateau.update(metrics.get(self.plateau_metric)) if counted else False
         flag = torch.tensor([float(stop)], device=accelerator.device)
         if accelerator.num_processes > 1:
             flag = broadcast(flag)
@@ -213,9 +217,12 @@ class CedarRecipe(Recipe):
 
 
 class SAERecipe(Recipe):
-    """Standardisation from the data and unit-norm decoder rows (paper App. B; MSAE)."""
+    """Standardisation from the data and unit-norm decoder rows (paper App. B; MSAE). The plateau watches the
+    held-out objective (`eval/loss`: NMSE, + λ·L1 for ReLU, + λ·L0 for JumpReLU): a penalised SAE's FVU rises
+    while its L1 term still falls, so a plateau of its FVU would stop it mid-way."""
 
     name = "sae"
+    plateau_metric = "eval/loss"
 
     def prepare(self, model, stream: EmbeddingStream) -> dict:
         mean = compute_mean(stream, self.args.statistics_rows)
