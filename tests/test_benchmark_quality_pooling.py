@@ -36,3 +36,19 @@ def test_other_settings_are_refused_naming_the_setting(tmp_path, monkeypatch):
     (tmp_path / "quality.json").unlink()
     with pytest.raises(SystemExit, match="does not exist"):
         benchmark_quality._earlier_results(_opts())
+
+
+def test_stage_train_writes_its_own_training_table_and_leaves_quality_json_alone(tmp_path, monkeypatch):
+    """`--stage train --max-epochs 90` (how far the 30-epoch models are from a plateau) must not overwrite the
+    main results: it writes quality_training_90ep.{md,json}."""
+    monkeypatch.setattr(benchmark_quality, "RESULTS", tmp_path)
+    (tmp_path / "quality.json").write_text("{}")
+    row = {"steps": 4320, "epochs": 88.5, "batch_size": 1024, "learning_rate": 5e-4, "train_seconds": 210.0,
+           "stopped_on_plateau": True, "eval_fvu": 0.1801}
+    opts = SimpleNamespace(recipe="cedar-hf", max_epochs=90, patience=3)
+    benchmark_quality.write_training_only({"TopK": {0: row}}, opts, started=0.0)
+    saved = json.loads((tmp_path / "quality_training_90ep.json").read_text())
+    assert saved["training"]["TopK"]["0"]["eval_fvu"] == 0.1801 and saved["settings"]["max_epochs"] == 90
+    table = (tmp_path / "quality_training_90ep.md").read_text()
+    assert "| TopK | 1 | 88.5 (88.5–88.5) | 4320 |" in table and "1/1" in table and "0.1801" in table
+    assert (tmp_path / "quality.json").read_text() == "{}"
