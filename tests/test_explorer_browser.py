@@ -83,8 +83,13 @@ def test_page_loads_plot_shows_and_selection_shows_examples(served, page, tmp_pa
 
     # click a point on the map: that concept gets selected
     target = next(i for i in np.argsort(-explorer.data.energy) if i != 5 and i != top)
+    # selecting "horse" redraws the map (a new <img>): wait for the image now on the page to have loaded, or its
+    # natural size is 0 under load (a CI run clicked at x = inf)
+    image = page.wait_for_selector("#concept-map img", timeout=30000)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image, timeout=30000)
     box = image.bounding_box()
     natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural_w > 0 and natural_h > 0 and box is not None
     px, py = explorer._pixels[target]
     page.mouse.click(box["x"] + px * box["width"] / natural_w, box["y"] + py * box["height"] / natural_h)
     _wait_card(page, f"#{target} ")
