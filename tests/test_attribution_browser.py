@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from builders import build_model
 from browser_helpers import chromium_page, free_port, wait_text
@@ -35,11 +36,18 @@ def test_the_explorer_explains_a_match_in_the_page(tmp_path):
         with chromium_page(tmp_path / "chromium-profile", 1400, 1600) as page:
             page.goto(f"http://127.0.0.1:{port}/", timeout=60000)
             page.get_by_text("Explain this match").click()
-            page.locator("#match-row-b input").fill("7")
             # leave the field as a user does (Tab): Gradio commits a Number's value on change; a click right after
-            # fill() once sent the old value (row 1) under load
-            page.locator("#match-row-b input").press("Tab")
-            page.wait_for_function("() => document.querySelector('#match-row-b input').value === '7'")
+            # fill() once sent the old value (row 1) under load. Typed before the page's load events have run,
+            # the value can be reset to its default (a CI pass-2 run): type again until it holds.
+            for attempt in range(5):
+                page.locator("#match-row-b input").fill("7")
+                page.locator("#match-row-b input").press("Tab")
+                try:
+                    page.wait_for_function("() => document.querySelector('#match-row-b input').value === '7'",
+                                           timeout=6000)
+                    break
+                except PlaywrightTimeoutError:
+                    assert attempt < 4, "row B never kept the typed value 7"
             page.click("#match-explain")
             wait_text(page, "#match-explanation", "'7: sentence 7'")
             wait_text(page, "#match-explanation", "sum of the terms")
