@@ -397,15 +397,19 @@ def run(opts) -> None:
         if opts.stage == "train" or not models:
             continue
         per_seed[seed] = evaluate_seed(models, paths, seed, opts)
-        settings = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-                    "load_average": os.getloadavg(), "recipe": opts.recipe, "expansion": opts.expansion,
-                    "max_epochs": opts.max_epochs, "patience": opts.patience, "seeds_done": sorted(per_seed),
+        settings = {**run_settings(opts), "expansion": opts.expansion, "seeds_done": sorted(per_seed),
                     "n_train": rows, "n_val": opts.n_val, "training": training,
-                    "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:]),
                     "total_minutes": round(earlier_minutes + (time.time() - started) / 60, 1)}
         write_results(per_seed, settings, RESULTS, CACHE / "plots")
     if opts.stage == "train" and training:
         write_training_only(training, opts, started)
+
+
+def run_settings(opts) -> dict:
+    """When, where and how this invocation ran: the settings both result files record."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "load_average": os.getloadavg(), "recipe": opts.recipe, "max_epochs": opts.max_epochs,
+            "patience": opts.patience, "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 
 def write_training_only(training: dict, opts, started: float) -> None:
@@ -414,10 +418,7 @@ def write_training_only(training: dict, opts, started: float) -> None:
     from benchmark_quality_report import _atomic_write, training_markdown
 
     name = f"quality_training_{opts.max_epochs}ep"
-    settings = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-                "load_average": os.getloadavg(), "recipe": opts.recipe, "max_epochs": opts.max_epochs,
-                "patience": opts.patience, "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                "minutes": round((time.time() - started) / 60, 1)}
+    settings = {**run_settings(opts), "minutes": round((time.time() - started) / 60, 1)}
     _atomic_write(RESULTS / f"{name}.json", json.dumps({"settings": settings, "training": training}, indent=1))
     text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs, patience {opts.patience}\n\n"
             f"Run {settings['date']} on {settings['machine']}; load average "

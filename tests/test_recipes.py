@@ -15,7 +15,7 @@ import torch
 import typer
 
 import cedar_hf
-from builders import build_model
+from builders import ARCHITECTURES, build_model
 from cedar_hf.cli import app
 from cedar_hf.commands.train import split_options
 from cedar_hf.configuration_sae import matryoshka_levels
@@ -211,3 +211,20 @@ def test_cli_takes_a_recipe():
     assert "--recipe" in train_command.get_help(context)
     with pytest.raises(ValueError, match="recipe='nope'"):
         split_options({**context.params, "recipe": "nope"})
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_held_out_loss_pass_gives_the_same_fvu_and_l0(model_type):
+    """`evaluate_stream(with_loss=True)` reads codes and reconstruction off one eval-mode forward; they must be
+    encode's and decode's, so adding the loss never changes the FVU, L0 or never-active share it reports."""
+    from cedar_hf.training import EmbeddingStream, evaluate_stream
+
+    torch.manual_seed(0)
+    model = build_model(model_type, 8).double()
+    z = torch.randn(300, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 + 0.5
+    stream = EmbeddingStream(datasets.Dataset.from_dict({"embedding": z.numpy()}))
+    plain = evaluate_stream(model, stream, z.mean(0), batch_rows=128)
+    with_loss = evaluate_stream(model, stream, z.mean(0), batch_rows=128, with_loss=True)
+    assert with_loss.keys() - plain.keys() == {"loss"} and math.isfinite(with_loss["loss"])
+    for key, value in plain.items():
+        assert math.isclose(with_loss[key], value, rel_tol=1e-12, abs_tol=1e-15), (key, value, with_loss[key])

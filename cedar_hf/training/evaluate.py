@@ -30,15 +30,18 @@ def evaluate_stream(model, stream: EmbeddingStream, train_mean: torch.Tensor, ba
     positions = np.arange(min(len(stream), max_rows or len(stream)))
     for block in stream.iter_blocks(batch_rows, positions):
         x = torch.from_numpy(block).reshape(-1, stream.dim).to(device)
-        codes = model.encode(x, k=k)
-        x_hat = model.decode(codes)
+        if with_loss:  # one pass: the eval-mode forward's codes and reconstruction are encode's and decode's
+            out = model(x, k=k)
+            codes, x_hat = out.codes, out.reconstruction
+            loss += float(out.loss.double()) * x.shape[0]
+        else:
+            codes = model.encode(x, k=k)
+            x_hat = model.decode(codes)
         error += float((x.double() - x_hat.double()).pow(2).sum())
         total += float((x.double() - mean).pow(2).sum())
         active = codes != 0
         l0 += float(active.sum())
         fired = active.any(0) if fired is None else fired | active.any(0)
-        if with_loss:
-            loss += float(model(x, k=k).loss.double()) * x.shape[0]
         tokens += x.shape[0]
     model.train(was_training)
     result = {
