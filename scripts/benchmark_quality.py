@@ -472,8 +472,8 @@ def main() -> None:
                         help="start no new training after this much wall-clock (cached runs still count)")
     parser.add_argument("--from-json", action="store_true", help="rewrite quality.md and the PNGs from the cache")
     parser.add_argument("--protocols", nargs="+", choices=["cedar-hf", "msae"], default=None,
-                        help="evaluate under these protocols only (default: every one; msae's per-batch CKNNA on "
-                             "sparse codes is the slow part, ~20+ min a seed here)")
+                        help="evaluate under these protocols only (default: every one; each costs ~5-10 min a seed "
+                             "for the 11 models on 2 cores)")
     parser.add_argument("--add-to-json", action="store_true",
                         help="add this run's seeds to the existing benchmarks/results/quality.json (same settings "
                              "required) instead of replacing it, e.g. a third seed for some models")
