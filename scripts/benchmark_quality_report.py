@@ -175,42 +175,37 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
     print(text)
 
 
-READING = """Read with the run's limits first. **What changed since the previous run: SAEs now start as MSAE's do**
-(encoder rows of norm 0.01 along unit decoder rows — MSAE `_init_weights(norm=0.1)` then `scale_to_unit_norm`; we
-had Gao et al.'s unit-norm transposed decoder), and the SAE plateau watches the held-out objective (a ReLU SAE's FVU
-rises while it sparsifies: watching the FVU stopped it after 7 epochs). Every SAE was retrained for 3 seeds; the
-CEDARs (code untouched) come from the previous run's cache, trained with the same recipe and seeds. Training: the
-`cedar-hf` recipe's defaults (≤ 30 epochs — MSAE's training length — plateau 0.2 % for 3 epochs). **CEDAR on the
-rotation group reached its plateau in 3/3 seeds (21.6 epochs, 18 s), matrix_exp in 2/3, Cayley in 0/3; no SAE,
-ours or overcomplete's, plateaued in 30 epochs** — the SAE rows are MSAE-length trainings; how far they are from
-converged is measured in `quality_training_90ep.md` (seed 0, 90 epochs, see the README). Both protocols, 3 seeds
-for every model (no-rotation is deterministic: std 0).
+READING = """Read with the run's limits first. **Trained to a plateau, not to MSAE's 30 epochs**: the same models,
+recipe, seeds and plateau rule as the 30-epoch run (`quality_30ep.md`, 3 seeds — the paper's training length) with a
+90-epoch budget; **2 seeds** (0, 1) so far — seed 2 is the next run (`--seeds 2 --max-epochs 90 --add-to-json`).
+The two seeds trained side by side, one torch thread each, so the train-seconds column is one-thread time on a busy
+machine. **Plateau reached** (0.2 % for 3 epochs): CEDAR all (orthogonal and matrix_exp at 21.6–22.6 epochs —
+the same models as the 30-epoch run —, Cayley 27.5–31.5), ReLU (87.5–88.5), TopK (48–49, held-out FVU 0.182 at
+k = 64), BatchTopK (53–58, 0.229–0.231 at k = 32; 0.243 after 30). **Still improving at 90 epochs**: MSAE (RW) and
+overcomplete's TopK (0.172 at k = 64, 0.200 after 30) and BatchTopK (0.238, 0.267 after 30).
 
 Protocol `cedar-hf` (FVU 0.30 unless said):
-- **Every model reaches every target** except overcomplete's BatchTopK at 0.25 (lowest FVU 0.267, 3/3 seeds); our
-  BatchTopK now reaches it (K 31.4).
-- **IC: CEDAR lowest at 0.25** (143–145 vs BatchTopK 172), **tied at 0.30** (120–122 vs BatchTopK 121.5 ± 1.4),
-  **not lowest at 0.35** (100–101 vs BatchTopK 93.5). Semi-NMF beats CEDAR on K and IC at every target (0.30:
-  K 32.0, IC 107).
-- **K (target ≤ 1.2× the best SAE): missed everywhere** — 1.57–1.60× BatchTopK at 0.25, 1.83–1.87× (38.1–38.7 vs
-  20.8) at 0.30, 1.92–1.95× at 0.35. With the MSAE start every SAE needs fewer codes than before (TopK 31.0 vs 38.0,
-  BatchTopK 20.8 vs 27.2); CEDAR's k-sparse rotation of 384 dimensions does not.
-- **CKNNA (target within 5 %): met everywhere** — best of the SAEs at 0.25 and 0.30 (0.666–0.673 vs ReLU 0.665),
-  within 1 % of ReLU at 0.35.
-- **LP (target within 5 %): missed everywhere** — +7.3 to +8.5 % vs MSAE's 1.270 at 0.30, +8.2 to +9.1 % at 0.25,
-  +5.6 to +6.8 % at 0.35. CS: CEDAR lowest at every target (0.836 vs 0.839–0.907 at 0.30).
-- **Our TopK vs overcomplete's (target K ≤ theirs): met at 0.25 and 0.30, missed at 0.35** — 40.8 vs 43.0, 31.0 ±
-  0.1 vs 31.2, 24.2 vs 23.7 (+2 %); at its own k = 64 ours reaches held-out FVU 0.189, theirs 0.200 (was 0.225 with
-  the unit-norm start).
+- **Every model reaches every target** (overcomplete's BatchTopK now reaches 0.25).
+- **Our TopK vs overcomplete's (target K ≤ theirs): missed everywhere once both converge** — 36.9 vs 33.5 (+10 %),
+  27.4 vs 24.6 (+11 %), 21.1 vs 18.6 (+13 %); at MSAE's 30 epochs ours was ahead at 0.25/0.30. Ours stops on its
+  plateau at epoch 48 (0.182); theirs keeps improving to 0.172 at 90. Our BatchTopK stays ahead of theirs
+  (17.9 vs 19.1 at 0.30).
+- **IC: CEDAR lowest at 0.25 only** (142.8–145.9 vs BatchTopK 150.2); at 0.30 and 0.35 the converged BatchTopK is
+  lower (106.9 vs 120.0–123.1; 81.1 vs 99.8–102.5). Semi-NMF beats CEDAR on K and IC at every target.
+- **K (target ≤ 1.2× the best SAE): missed everywhere, by more than at 30 epochs** — 1.83–1.90× BatchTopK at
+  0.25, 2.12–2.20× at 0.30, 2.26–2.34× at 0.35: every SAE gained from the longer training, CEDAR had already
+  converged.
+- **CKNNA (target within 5 %): met everywhere, best of all SAEs** (0.669–0.672 vs MSAE 0.633 at 0.30).
+- **LP (target within 5 %): missed except the orthogonal CEDAR at 0.35** (+4.6 %) — +5.7 to +6.9 % vs MSAE's 1.287
+  at 0.30, +6.5 to +8.0 % at 0.25. CS: CEDAR lowest at every target.
 
 Protocol `msae` (MSAE's per-sample FVU, CKNNA per 10 000-row batch against the codes, its probe):
-- Every model reaches every target. **CKNNA: CEDAR best by far** (0.62–0.63 at 0.30 vs ReLU 0.557, BatchTopK 0.528,
-  MSAE 0.431): its codes are a rotation of the embedding, an SAE's are not. IC lowest at 0.25 (136–138 vs
-  BatchTopK 153), not at 0.30/0.35 (113–115 vs 110.5; 92–94 vs 85.4). K 1.67–1.95× BatchTopK (missed). LP +5.0 to
-  +8.6 % vs ReLU (missed; met only by the orthogonal CEDAR at 0.25, +5.0 %). Our TopK vs overcomplete's: 37.6 vs
-  38.9, 28.3 vs 28.4 (met), 22.0 vs 21.2 at 0.35 (missed).
-- The three CEDAR parametrizations are within 2 % of each other on every metric; the Riemannian one
-  (issue 18) had the smallest seed spread and the shortest training."""
+- Every model reaches every target. **CKNNA: CEDAR best by far** (0.624–0.626 at 0.30 vs MSAE 0.544, BatchTopK
+  0.509). **LP within 5 % everywhere** (+1.4 to +2.2 % vs ReLU: met). IC not lowest at any target (0.25: 135.6–139.0
+  vs BatchTopK 135.0; 0.30: 112.9–115.8 vs 96.4). K 1.93–2.35× BatchTopK (missed). Our TopK vs overcomplete's:
+  33.7 vs 30.4, 25.0 vs 22.3, 19.1 vs 16.7 (missed).
+- The three CEDAR parametrizations are within 4 % of each other on every metric; the Riemannian one (issue 18)
+  has the lowest K and IC and the shortest training."""
 
 TEMPLATE = """# Quality benchmark: CEDAR vs SAEs vs overcomplete at matched FVU, trained to a held-out plateau
 
