@@ -2,7 +2,6 @@
 their similarity split over the concepts out, adding up to the cosine computed here."""
 
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -14,8 +13,6 @@ from builders import build_model
 from browser_helpers import chromium_page, free_port, wait_text
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("CEDAR_HF_CACHE", tempfile.mkdtemp(prefix="cedar-hf-test-cache-"))
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 

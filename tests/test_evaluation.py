@@ -25,6 +25,7 @@ from cedar_hf.evaluation import (
     train_linear_probe,
     write_report,
 )
+from cedar_hf.evaluation.report import _split_at_best_fvu
 
 X = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
 X_HAT = torch.tensor([[1.0, 1.0], [3.0, 5.0]])
@@ -138,6 +139,24 @@ def test_compare_models_report_and_plots(tmp_path):
     assert json.loads(paths["json"].read_text())["targets"] == [0.25, 0.35]
     for png in paths["plots"]:
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ic_sweep_is_cut_where_lowering_the_threshold_stops_helping():
+    """A TopK SAE's sweep: below some threshold more codes reconstruct worse (FVU 0.17 → 0.23 → 0.29 at K 100 →
+    200 → 400). Sorted by FVU those points sat between the K ≈ 30–40 ones and the IC line spiked; the line now
+    follows the threshold down to the lowest FVU and the rest are separate markers."""
+    # (tau, fvu, IC) as in the quality benchmark's TopK sweep (seed 0)
+    points = [(1.05, 0.302, 152.1), (0.92, 0.250, 196.1), (0.80, 0.209, 251.5), (0.54, 0.175, 435.8),
+              (0.28, 0.230, 734.5), (0.0, 0.285, 1183.0), (1.17, 0.355, 121.0)]
+    sweep = sorted(({"tau": t, "fvu": f, "IC": ic} for t, f, ic in points), key=lambda p: p["fvu"])
+    line, past = _split_at_best_fvu(sweep)
+    assert [p["tau"] for p in line] == [1.17, 1.05, 0.92, 0.80, 0.54]
+    assert [p["tau"] for p in past] == [0.28, 0.0]
+    assert all(a["fvu"] > b["fvu"] and a["IC"] < b["IC"] for a, b in zip(line, line[1:]))  # no spike left
+    # a model whose sweep never turns back: one line, no markers (a higher threshold keeps fewer codes)
+    monotone = [{"tau": t, "fvu": 0.2 + t / 2, "IC": 10 * (2 - t)} for t in (0.0, 0.5, 1.0, 1.5)]
+    assert _split_at_best_fvu(monotone) == (sorted(monotone, key=lambda p: -p["tau"]), [])
+    assert _split_at_best_fvu([]) == ([], [])
 
 
 def test_cli_evaluate(tmp_path):

@@ -1,8 +1,5 @@
 """The explorer app: built on tiny dictionaries and datasets, its lookups and Gradio callbacks called directly."""
 
-import os
-import tempfile
-
 import numpy as np
 import pytest
 import torch
@@ -14,9 +11,6 @@ from cedar_hf.analysis.explorer import ConceptExplorer, build_explorer
 from cedar_hf.analysis.explorer_data import prepare_explorer_data, umap_layout
 
 import gradio as gr
-
-# computed views are cached on disk: keep the tests' cache out of the home folder
-os.environ.setdefault("CEDAR_HF_CACHE", tempfile.mkdtemp(prefix="cedar-hf-test-cache-"))
 
 # the first UMAP fit of a process JIT-compiles umap-learn's numba kernels (~15-40 s on 2 cores); later fits are fast
 pytestmark = pytest.mark.slow

@@ -4,7 +4,6 @@ Never `playwright install`: the browser is /usr/bin/chromium (scripts/test.sh in
 """
 
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from browser_helpers import chromium_page, free_port, wait_text
 from builders import build_model
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("CEDAR_HF_CACHE", tempfile.mkdtemp(prefix="cedar-hf-test-cache-"))
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")

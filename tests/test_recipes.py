@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import datasets
 import pytest
@@ -19,8 +20,9 @@ from builders import ARCHITECTURES, build_model
 from cedar_hf.cli import app
 from cedar_hf.commands.train import split_options
 from cedar_hf.configuration_sae import matryoshka_levels
-from cedar_hf.training import TrainingArgs, train
-from cedar_hf.training.recipes import PlateauStopper, build_optimizer, recipe_learning_rate, resolve_recipe
+from cedar_hf.training import EmbeddingStream, TrainingArgs, evaluate_stream, train
+from cedar_hf.training.recipes import (PlateauStopper, build_optimizer, recipe_learning_rate, resolve_recipe,
+                                      select_recipe)
 
 SAES = ("relu_sae", "topk_sae", "batchtopk_sae", "jumprelu_sae", "matryoshka_sae")
 
@@ -177,10 +179,6 @@ def test_training_stops_on_a_held_out_plateau(tmp_path):
 def test_sae_plateau_watches_the_held_out_loss_and_cedar_the_fvu(tmp_path):
     """A ReLU SAE trades FVU for sparsity: its held-out FVU may rise while its objective (NMSE + λ·L1) still
     falls — a plateau of the FVU would stop it mid-way (it did: 7 epochs in the quality benchmark)."""
-    from types import SimpleNamespace
-
-    from cedar_hf.training.recipes import select_recipe
-
     accelerator = SimpleNamespace(device="cpu", num_processes=1)
     rising_fvu = [{"eval/fvu": 0.10 + 0.01 * i, "eval/loss": 1.0 - 0.1 * i} for i in range(5)]
     for model_type, stops in (("relu_sae", False), ("cedar", True)):
@@ -217,8 +215,6 @@ def test_cli_takes_a_recipe():
 def test_held_out_loss_pass_gives_the_same_fvu_and_l0(model_type):
     """`evaluate_stream(with_loss=True)` reads codes and reconstruction off one eval-mode forward; they must be
     encode's and decode's, so adding the loss never changes the FVU, L0 or never-active share it reports."""
-    from cedar_hf.training import EmbeddingStream, evaluate_stream
-
     torch.manual_seed(0)
     model = build_model(model_type, 8).double()
     z = torch.randn(300, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 + 0.5

@@ -106,8 +106,20 @@ def _pareto(points: list[dict], key: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
+def _split_at_best_fvu(sweep: list) -> tuple[list, list]:
+    """The threshold sweep in threshold order (fewest active codes first), cut where the FVU is lowest:
+    `(line, past)`. Lowering the threshold past that point keeps more codes yet reconstructs worse (a TopK SAE's
+    codes beyond its training k add error), so those points lie on a second branch at the same FVUs with a far
+    higher IC; drawn as one line sorted by FVU, the two branches interleaved into spikes. `past` is drawn as
+    markers."""
+    ordered = sorted(sweep, key=lambda p: -p["tau"])
+    best = min(range(len(ordered)), key=lambda i: ordered[i]["fvu"]) if ordered else -1
+    return ordered[:best + 1], ordered[best + 1:]
+
+
 def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, float] = (0.0, 0.8)) -> list[Path]:
-    """Write `pareto_k_ic.png` (K and IC vs FVU) and `semantic_vs_fvu.png` (CKNNA and LP vs FVU)."""
+    """Write `pareto_k_ic.png` (K and IC vs FVU) and `semantic_vs_fvu.png` (CKNNA and LP vs FVU). The IC panel
+    draws each model's sweep as a line down to its lowest FVU and the thresholds below that as × markers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +135,10 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
         reached = [r for r in model["matched"] if r["reached"]]
         if sweep:  # K: the Pareto front; IC is not monotone in k (C(n, k) peaks at n/2), so its raw sweep
             axes[0].plot(*_pareto(sweep, "K"), color=color, label=name)
-            axes[1].plot([p["fvu"] for p in sweep], [p["IC"] for p in sweep], color=color, label=name)
+            line, past = _split_at_best_fvu(sweep)
+            axes[1].plot([p["fvu"] for p in line], [p["IC"] for p in line], color=color, label=name)
+            axes[1].scatter([p["fvu"] for p in past], [p["IC"] for p in past], s=10, marker="x", color=color,
+                            alpha=0.6, zorder=2)
         for ax, key in zip(axes, ("K", "IC")):
             ax.scatter([r["fvu"] for r in reached], [r[key] for r in reached], s=22, color=color, zorder=3)
     fvu_label = f"FVU ({(report.get('protocol') or {}).get('fvu_variant', 'dataset')})"
@@ -135,6 +150,9 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
             ax.axvline(target, color="grey", lw=0.6, ls=":")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
+    if any(_split_at_best_fvu(model["sweep"])[1] for model in report["models"].values()):
+        marker = axes[1].scatter([], [], s=10, marker="x", color="grey", label="lower thresholds, higher FVU")
+        axes[1].legend(handles=[marker], fontsize=8, loc="upper right")
     fig.suptitle(f"Sparsity vs reconstruction (lower-left is better) — protocol {_protocol_name(report)}")
     fig.tight_layout()
     paths.append(_save_figure(fig, output_dir / "pareto_k_ic.png", report))
