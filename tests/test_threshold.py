@@ -197,6 +197,9 @@ class SpikyModel:
 
     config = SimpleNamespace(n_latents=2, d_in=1)
 
+    def __init__(self, weight: float = 100.0):
+        self.weight = weight  # x̂ at τ = 0 is off by 0.01·weight
+
     def eval(self):
         return self
 
@@ -204,7 +207,7 @@ class SpikyModel:
         return torch.cat([x, torch.full_like(x, 0.01)], -1)
 
     def decode(self, codes):
-        return codes[:, :1] + 100 * codes[:, 1:]
+        return codes[:, :1] + self.weight * codes[:, 1:]
 
 
 def test_non_monotone_fvu_is_bracketed_instead_of_declared_unreachable():
@@ -214,3 +217,18 @@ def test_non_monotone_fvu_is_bracketed_instead_of_declared_unreachable():
     assert result.fvu_at_zero > 1.0  # a plain bisection from τ = 0 would stop here: "cannot reach"
     assert result.reached and abs(result.fvu - 0.5) <= 0.005
     assert result.tau > 1.0  # the sparse crossing (latent 0 partly zeroed), not the trivial τ ∈ (0.01, 1)
+
+
+def test_a_dense_point_at_the_target_fvu_does_not_end_the_search():
+    """Seed 2's TopK in the quality benchmark: its FVU at τ = 0 (every positive pre-activation) was 0.2498, within
+    the search tolerance of the 0.25 target, and the search returned τ = 0 (K 363) instead of the sparse crossing
+    (K 37) that it bracketed. Here the τ = 0 FVU is the target itself; the answer must still be the largest τ."""
+    x = 1 + 3 * torch.rand(4000, 1, generator=torch.Generator().manual_seed(0))
+    mean = x.mean(0)
+    model = SpikyModel(weight=50.0)  # off by 0.5 at τ = 0: FVU ≈ 0.25 / var(x) ≈ 0.33
+    at_zero = float(fvu_variant("dataset")(x, model.decode(model.dense_codes(x)), mean))
+    assert 0.2 < at_zero < 0.5
+    result = search_threshold(model, x, at_zero, mean)
+    assert result.fvu_at_zero == pytest.approx(at_zero, abs=1e-6)  # the τ = 0 point is on the target exactly
+    assert result.reached and abs(result.fvu - at_zero) <= 0.005
+    assert result.tau > 1.0  # latent 0 partly zeroed: the sparse crossing, not τ = 0 with both latents on
