@@ -129,6 +129,7 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    any_past = False
     for index, (name, model) in enumerate(report["models"].items()):
         color = _model_color(index, len(report["models"]), plt)
         sweep = sorted((p for p in model["sweep"] if fvu_range[0] <= p["fvu"] <= fvu_range[1]), key=lambda p: p["fvu"])
@@ -139,6 +140,7 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
             axes[1].plot([p["fvu"] for p in line], [p["IC"] for p in line], color=color, label=name)
             axes[1].scatter([p["fvu"] for p in past], [p["IC"] for p in past], s=10, marker="x", color=color,
                             alpha=0.6, zorder=2)
+            any_past = any_past or bool(past)
         for ax, key in zip(axes, ("K", "IC")):
             ax.scatter([r["fvu"] for r in reached], [r[key] for r in reached], s=22, color=color, zorder=3)
     fvu_label = f"FVU ({(report.get('protocol') or {}).get('fvu_variant', 'dataset')})"
@@ -150,7 +152,7 @@ def plot_report(report: dict, output_dir: str | Path, fvu_range: tuple[float, fl
             ax.axvline(target, color="grey", lw=0.6, ls=":")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    if any(_split_at_best_fvu(model["sweep"])[1] for model in report["models"].values()):
+    if any_past:
         marker = axes[1].scatter([], [], s=10, marker="x", color="grey", label="lower thresholds, higher FVU")
         axes[1].legend(handles=[marker], fontsize=8, loc="upper right")
     fig.suptitle(f"Sparsity vs reconstruction (lower-left is better) — protocol {_protocol_name(report)}")
