@@ -62,6 +62,16 @@ class SAEConfig(DictionaryConfig):
         dead_tokens_threshold (`int`, defaults to 10_000_000):
             A latent that has not fired for this many training tokens counts as dead (Gao et al., sparsify,
             openai: 10M).
+        residual_aux_coefficient (`float`, defaults to 0):
+            Weight c of overcomplete's auxiliary loss (`overcomplete.sae.losses.top_k_auxiliary_loss`, where it is
+            `penalty=0.1`, the loss overcomplete's TopKSAE / BatchTopKSAE train with): every training step the top
+            half (`n_latents // 2`) of the *unselected* positive pre-activations `ReLU(pre)·1[z = 0]` fit the
+            residual, `c · L(x_c, x̂_c + top_half·W_dec)` with the configured reconstruction loss L (overcomplete:
+            `mean((r − r̂)²)` with `r = x − x̂` not detached, i.e. `L = "mse"`). Unlike aux-k it acts on every
+            latent every step, not only on dead ones; overcomplete names it after Gao et al.'s AuxK, but it is
+            neither Gao's nor MSAE's loss (deviation from the MSAE baselines when > 0). With `"nmse"` it is
+            scale-free like the main loss. For a ReLU SAE every positive pre-activation is selected, so the term
+            is c times the reconstruction loss. 0 disables it.
         encoder_init_norm (`float`, defaults to 0.01):
             Norm of the encoder rows at initialisation, along the (unit) decoder rows. MSAE (`sae.py`
             `_init_weights(norm=0.1)` with tied start, then `scale_to_unit_norm`) starts from 0.1 · 0.1 = 0.01;
@@ -80,6 +90,7 @@ class SAEConfig(DictionaryConfig):
         aux_k_coefficient: float = 0.0,
         dead_tokens_threshold: int = 10_000_000,
         encoder_init_norm: float = 0.01,
+        residual_aux_coefficient: float = 0.0,
         **kwargs,
     ):
         if isinstance(expansion_factor, bool) or not isinstance(expansion_factor, int) or expansion_factor < 1:
@@ -95,6 +106,7 @@ class SAEConfig(DictionaryConfig):
         self.aux_k = aux_k
         self.aux_k_coefficient = aux_k_coefficient
         self.dead_tokens_threshold = dead_tokens_threshold
+        self.residual_aux_coefficient = float(residual_aux_coefficient)
         if not encoder_init_norm > 0:
             raise ValueError(f"encoder_init_norm={encoder_init_norm!r} must be > 0")
         self.encoder_init_norm = float(encoder_init_norm)
@@ -104,6 +116,8 @@ class SAEConfig(DictionaryConfig):
         super().validate_dictionary()
         if self.aux_k_coefficient < 0:
             raise ValueError(f"aux_k_coefficient={self.aux_k_coefficient} must be >= 0")
+        if not self.residual_aux_coefficient >= 0:
+            raise ValueError(f"residual_aux_coefficient={self.residual_aux_coefficient} must be >= 0")
         if self.aux_k < 1 or self.aux_k > self.n_latents:
             raise ValueError(f"aux_k={self.aux_k} must be in [1, n_latents={self.n_latents}]")
         if self.dead_tokens_threshold < 1:
@@ -148,7 +162,8 @@ class ReLUSAEConfig(SAEConfig):
 class TopKSAEConfig(SAEConfig):
     r"""
     TopK SAE (Gao et al. 2024): `z = TopK(ReLU(pre))` per sample. MSAE's baseline (`TopKReLU_64`) has no aux-k
-    loss, hence `aux_k_coefficient=0`; Gao et al.'s aux-k is `aux_k_coefficient=1/32`.
+    loss, hence `aux_k_coefficient=0`; Gao et al.'s aux-k is `aux_k_coefficient=1/32`; overcomplete's TopKSAE
+    trains with `residual_aux_coefficient=0.1` (and `reconstruction_loss="mse"`).
 
     Args:
         k (`int`, *optional*):

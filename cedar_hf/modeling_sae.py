@@ -32,7 +32,8 @@ def per_sample_topk(values: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class SparseAutoencoder(DictionaryPreTrainedModel):
-    """Base SAE: parameters, standardisation buffers, dead-latent tracking and the aux-k loss."""
+    """Base SAE: parameters, standardisation buffers, dead-latent tracking, the aux-k loss and overcomplete's
+    residual auxiliary loss."""
 
     config_class = SAEConfig
     base_model_prefix = "sae"
@@ -134,7 +135,8 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
         x_c = self.standardize(flat)
         pre, z, x_hat_c = self._codes_and_reconstruction(x_c, k)
         reconstruction_loss = self._reconstruction_loss(x_c, pre, z, x_hat_c)
-        auxiliary_loss = self._sparsity_loss(x_c, pre, z) + self._aux_k_loss(x_c, x_hat_c, pre)
+        auxiliary_loss = (self._sparsity_loss(x_c, pre, z) + self._aux_k_loss(x_c, x_hat_c, pre)
+                          + self._residual_aux_loss(x_c, x_hat_c, pre, z))
         if self.training:
             self._update_dead_latents(z)
         x_hat = self.unstandardize(x_hat_c)
@@ -210,6 +212,20 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
         residual_hat = aux_z @ self.W_dec
         total_variance = (x_c - x_c.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
         return self.config.aux_k_coefficient * scale * (residual_hat - residual).pow(2).sum() / total_variance
+
+    def _residual_aux_loss(self, x_c: torch.Tensor, x_hat_c: torch.Tensor, pre: torch.Tensor,
+                           z: torch.Tensor) -> torch.Tensor:
+        """overcomplete's `top_k_auxiliary_loss` term (`config.residual_aux_coefficient`): the top half of the
+        unselected positive pre-activations `ReLU(pre)·1[z = 0]` reconstruct the (not detached) residual,
+        `c · L(x_c, x̂_c + top_half·W_dec)`. overcomplete subtracts the codes from `ReLU(pre)`; masking the
+        selected positions gives the same values and gradients. Train mode only."""
+        coefficient = self.config.residual_aux_coefficient
+        if not self.training or coefficient == 0:
+            return pre.new_zeros(())
+        unselected = torch.relu(pre).masked_fill(z != 0, 0.0)
+        half = unselected.topk(max(1, self.config.n_latents // 2), dim=-1, sorted=False)
+        aux_codes = torch.zeros_like(unselected).scatter(-1, half.indices, half.values)
+        return coefficient * self.reconstruction_error(x_c, x_hat_c + aux_codes @ self.W_dec)
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:

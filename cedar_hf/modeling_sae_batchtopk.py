@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -27,6 +28,13 @@ class BatchTopKSAE(SparseAutoencoder):
     def _init_variant_state(self) -> None:
         self.threshold.zero_()
         self.threshold_updates.zero_()
+
+    def settling_steps(self) -> int:
+        """Training steps after which θ's running mean has forgotten its start (`momentum^t ≤ 1 %`: 459 steps at
+        0.99). Before that, held-out evaluations use a θ still rising from the first batches' small minima —
+        hundreds of active codes instead of ≈ k — so the recipes' plateau rule does not count them."""
+        m = self.config.threshold_momentum
+        return 0 if m == 0 else math.ceil(math.log(0.01) / math.log(m))
 
     def resolve_k(self, k: Optional[int]) -> Optional[int]:
         return None if k is None else self.check_k(k)  # None: batch rule (training) or θ (inference)

@@ -28,12 +28,13 @@ class TopKSAE(SparseAutoencoder):
         return per_sample_topk(torch.relu(pre), k if k is not None else self.config.n_latents)
 
     def _pre_activation_needs_grad(self) -> bool:
-        """Whether a loss reads the dense pre-activations with gradient: aux-k when latents are dead, or a
-        variant's own losses (Matryoshka's nested reconstructions)."""
+        """Whether a loss reads the dense pre-activations with gradient: aux-k when latents are dead,
+        overcomplete's residual auxiliary loss, or a variant's own losses (Matryoshka's nested reconstructions)."""
         own_losses = (type(self)._reconstruction_loss is not SparseAutoencoder._reconstruction_loss
                       or type(self)._sparsity_loss is not SparseAutoencoder._sparsity_loss)
         aux = self.training and self.config.aux_k_coefficient != 0 and bool(self.dead_latents.any())
-        return own_losses or aux
+        residual_aux = self.training and self.config.residual_aux_coefficient != 0
+        return own_losses or aux or residual_aux
 
     def _codes_and_reconstruction(self, x_c: torch.Tensor, k: Optional[int]):
         n = self.config.n_latents

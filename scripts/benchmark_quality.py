@@ -176,6 +176,11 @@ def model_specs(expansion: int, tau: int) -> dict:
         "TopK": ("topk_sae", dict(expansion_factor=expansion, k=64)),
         "BatchTopK": ("batchtopk_sae", dict(expansion_factor=expansion, k=32)),
         "MSAE (RW)": ("matryoshka_sae", dict(expansion_factor=expansion, weighting="RW")),
+        # With overcomplete's auxiliary loss (the one its TopKSAE / BatchTopKSAE train with, penalty 0.1): the top
+        # half of the unselected pre-activations fit the residual every step (`residual_aux_coefficient`).
+        "TopK + residual aux": ("topk_sae", dict(expansion_factor=expansion, k=64, residual_aux_coefficient=0.1)),
+        "BatchTopK + residual aux": ("batchtopk_sae", dict(expansion_factor=expansion, k=32,
+                                                           residual_aux_coefficient=0.1)),
         # The seed's other baselines (issue 8): CEDAR without its rotation (only the mean), and Semi-NMF fitted by
         # its own alternating algorithm (1× atoms; its code solve is a dense m×m iteration). Last: lowest priority.
         "No rotation": ("no_rotation", dict(k=10)),

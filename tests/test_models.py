@@ -210,6 +210,62 @@ def test_topk_aux_loss_acts_on_dead_latents():
     assert float(model(x).auxiliary_loss.detach()) > 0
 
 
+def _overcomplete_top_k_auxiliary_loss(x, x_hat, pre_codes, codes, dictionary, penalty):
+    """overcomplete 0.3.0 `sae/losses.py::top_k_auxiliary_loss`, written out from its definition."""
+    residual = x - x_hat
+    rest = torch.relu(pre_codes) - codes  # the chosen codes removed
+    top = torch.topk(rest, k=rest.shape[1] // 2, dim=1)
+    residual_hat = torch.zeros_like(codes).scatter(-1, top.indices, top.values) @ dictionary
+    return residual.square().mean() + penalty * (residual - residual_hat).square().mean()
+
+
+@pytest.mark.parametrize("model_type,sparse_kernels", [("topk_sae", True), ("topk_sae", False),
+                                                       ("batchtopk_sae", False)])
+def test_residual_aux_loss_is_overcomplete_top_k_auxiliary_loss(model_type, sparse_kernels):
+    """With `reconstruction_loss="mse"` and no decoder bias, loss and gradients are overcomplete's (float64)."""
+    torch.manual_seed(3)
+    model = build_model(model_type, D, k=3, reconstruction_loss="mse", residual_aux_coefficient=0.1).double()
+    model.use_sparse_kernels = sparse_kernels
+    model.set_normalization(torch.zeros(D, dtype=torch.float64), 1.0)
+    with torch.no_grad():
+        model.b_enc.normal_()
+    with torch.no_grad():
+        model.b_dec.zero_()
+    model.b_dec.requires_grad_(False)  # overcomplete has no decoder bias
+    model.train()
+    x = torch.randn(64, D, dtype=torch.float64)
+    out = model(x)
+    ours = torch.autograd.grad(out.loss, [model.W_enc, model.b_enc, model.W_dec], retain_graph=True)
+    pre = model.pre_activation(x)
+    reference = _overcomplete_top_k_auxiliary_loss(x, out.codes @ model.W_dec, pre, out.codes, model.W_dec, 0.1)
+    theirs = torch.autograd.grad(reference, [model.W_enc, model.b_enc, model.W_dec])
+    torch.testing.assert_close(out.loss, reference, rtol=1e-12, atol=0)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+    assert float(out.auxiliary_loss.detach()) > 0
+
+
+def test_residual_aux_loss_reaches_unselected_latents_and_is_off_by_default():
+    torch.manual_seed(4)
+    x = torch.randn(8, D)
+    grads = {}
+    for coefficient in (0.0, 0.1):
+        model = build_model("topk_sae", D, k=2, residual_aux_coefficient=coefficient).train()
+        model.set_normalization(*model.compute_normalization(torch.randn(64, D)))
+        out = model(x)
+        out.loss.backward()
+        never_selected = (out.codes != 0).sum(0) == 0
+        grads[coefficient] = model.W_enc.grad[never_selected].abs().sum()
+        assert (float(out.auxiliary_loss) > 0) == (coefficient > 0)
+        if coefficient:
+            model.eval()
+            assert float(model(x).auxiliary_loss) == 0.0  # train mode only
+    assert float(grads[0.0]) == 0.0 and float(grads[0.1]) > 0
+    assert build_config("topk_sae", D).residual_aux_coefficient == 0.0
+    with pytest.raises(ValueError, match="residual_aux_coefficient=-0.1"):
+        build_config("topk_sae", D, residual_aux_coefficient=-0.1)
+
+
 @pytest.mark.parametrize("model_type", ARCHITECTURES)
 def test_optimiser_steps_lower_the_loss_on_planted_data(model_type):
     torch.manual_seed(0)

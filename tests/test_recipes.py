@@ -131,12 +131,16 @@ def test_default_configs_build_and_train_for_any_size(model_type, d_in, n_latent
 
 # ---- recipes -------------------------------------------------------------------------------------------------------
 def test_msae_recipe_is_msae_defaults_and_switches_aux_k_off(caplog):
-    model = build_model("topk_sae", 16, aux_k_coefficient=1 / 32)
+    model = build_model("topk_sae", 16, aux_k_coefficient=1 / 32, residual_aux_coefficient=0.1)
     args = resolve_recipe(model, TrainingArgs(recipe="msae", report_to="none"))
     assert (args.batch_size, args.num_epochs, args.learning_rate) == (4096, 30.0, 5e-4)
     assert (args.adam_epsilon, args.max_grad_norm, args.plateau_patience) == (6.25e-10, 1.0, 0)
     assert (args.lr_schedule, args.decay_fraction) == ("msae", 0.2)  # MSAE's LinearDecayLR, decay_time 0.8
     assert model.config.aux_k_coefficient == 0.0 and "aux_k_coefficient" in caplog.text
+    assert model.config.residual_aux_coefficient == 0.0 and "residual_aux_coefficient" in caplog.text
+    kept = build_model("topk_sae", 16, residual_aux_coefficient=0.1)
+    resolve_recipe(kept, TrainingArgs(recipe="cedar-hf", report_to="none"))
+    assert kept.config.residual_aux_coefficient == 0.1  # cedar-hf leaves the model's losses as configured
     rates = {t: recipe_learning_rate("msae", t) for t in ("relu_sae", "topk_sae", "batchtopk_sae", "matryoshka_sae")}
     assert rates == {"relu_sae": 5e-5, "topk_sae": 5e-4, "batchtopk_sae": 5e-4, "matryoshka_sae": 1e-4}
     optimizer = build_optimizer(model.parameters(), args)
@@ -199,6 +203,25 @@ def test_sae_plateau_watches_the_held_out_loss_and_cedar_the_fvu(tmp_path):
     with torch.no_grad():  # the recorded loss is the model's own objective on the held-out rows
         x = z[500:]
         assert math.isclose(history[-1]["eval/loss"], float(model(x).loss), rel_tol=1e-4)
+
+
+def test_batchtopk_plateau_waits_for_its_threshold_to_settle(tmp_path):
+    """θ is a running mean (momentum 0.99): evaluations in its first 459 steps measure its start, not the model."""
+    accelerator = SimpleNamespace(device="cpu", num_processes=1)
+    rising = [{"eval/fvu": 0.3 + 0.01 * i, "eval/loss": 0.3 + 0.01 * i} for i in range(12)]
+    for model_type, start in (("batchtopk_sae", 459), ("topk_sae", 0)):
+        model = build_model(model_type, 8)
+        recipe = select_recipe(model, TrainingArgs(output_dir=str(tmp_path), plateau_patience=2))
+        assert recipe.plateau_start(model) == start
+        if start:
+            assert 0.99 ** start <= 0.01 < 0.99 ** (start - 1)
+        steps = [48 * (i + 1) for i in range(len(rising))]  # one evaluation an epoch of 48 steps
+        decisions = [recipe.should_stop(accelerator, m, model=model, step=t) for m, t in zip(rising, steps)]
+        first_stop = steps[decisions.index(True)]
+        # the first counted evaluation sets the best; two more without improvement stop
+        assert first_stop == (48 * 12 if start else 48 * 3), (model_type, decisions)
+    fast = build_model("batchtopk_sae", 8, threshold_momentum=0.0)
+    assert fast.settling_steps() == 0
 
 
 def test_cli_takes_a_recipe():

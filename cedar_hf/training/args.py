@@ -35,8 +35,8 @@ class TrainingArgs:
         default="cedar-hf",
         metadata=_help("Named preset for every setting left unset here: 'msae' = the paper's baselines exactly "
                        "(MSAE's code: lr 5e-5 ReLU / 5e-4 TopK, BatchTopK / 1e-4 Matryoshka, batch 4096, 30 epochs, "
-                       "Adam eps 6.25e-10, gradient clipping 1.0, no aux-k); 'cedar-hf' = ours for 1e4-1e6 rows "
-                       "(batch 1024, 30 epochs, stop on a held-out FVU plateau, see the README).",
+                       "Adam eps 6.25e-10, gradient clipping 1.0, no auxiliary loss); 'cedar-hf' = ours for 1e4-1e6 "
+                       "rows (batch 1024, 30 epochs, stop on a held-out FVU plateau, see the README).",
                        choices=list(RECIPES)),
     )
     batch_size: Optional[int] = field(

@@ -7,7 +7,8 @@ Named presets (`resolve_recipe` fills every `TrainingArgs` field left unset):
   `TrainConfig` and `get_config`; `train.py`): AdamW (weight decay 0) with lr 5e-5 ReLU / 5e-4 TopK, BatchTopK /
   1e-4 Matryoshka (1e-3, `TrainConfig`'s default, for anything else), ε 6.25e-10, β (0.9, 0.999), batch 4096,
   30 epochs, constant LR then linear decay to 0 over the last 20 % (`LinearDecayLR`, decay_time 0.8), gradient
-  norm clipped to 1.0, no aux-k loss (it forces `aux_k_coefficient = 0` on the model), no early stopping.
+  norm clipped to 1.0, no auxiliary loss (it forces `aux_k_coefficient = 0` and `residual_aux_coefficient = 0`
+  on the model), no early stopping.
 - **`cedar-hf`** — ours, for datasets of 10⁴–10⁶ rows: MSAE's optimiser (ε, β, clipping, schedule) with batch 1024
   (4× the steps per epoch), lr 5e-4 for every SAE (MSAE's 5e-5 for ReLU is tuned for millions of rows and does not
   move a ReLU SAE in the few hundred steps 30 epochs of 10⁵ rows give), 3e-3 for CEDAR, up to 30 epochs, stopped
@@ -19,7 +20,8 @@ Named presets (`resolve_recipe` fills every `TrainingArgs` field left unset):
   training; k follows the curriculum `k(t) = round(D + (t/τ)(k_target − D))` for t ≤ τ, then
   `k ~ Uniform{1..2·k_target − 1}` (capped at D).
 - **SAEs** (paper App. B, MSAE; any model with `set_normalization`): μ and s from the data; decoder-parallel
-  gradient removed before and unit-norm decoder rows restored after every step; dead latents logged. Aux-k,
+  gradient removed before and unit-norm decoder rows restored after every step; dead latents logged; the plateau
+  counts evaluations only once the inference rule has settled (`settling_steps()`: BatchTopK's running θ). Aux-k,
   BatchTopK's threshold and Matryoshka's nested loss live in the models' own train-mode forward.
 """
 
@@ -62,7 +64,8 @@ def recipe_learning_rate(recipe: str, model_type: str) -> float:
 def resolve_recipe(model, args: TrainingArgs, rows: Optional[int] = None, has_eval: bool = False) -> TrainingArgs:
     """A copy of `args` with every unset field filled from `args.recipe` for this model (see the module doc).
     `rows` (training rows) sets one evaluation per epoch when the recipe stops on a plateau and `eval_steps` is
-    unset. The `msae` recipe also switches the model's aux-k loss off, as MSAE has none."""
+    unset. The `msae` recipe also switches the model's auxiliary losses (aux-k, residual aux) off, as MSAE has
+    none."""
     values = {name: value for name, value in RECIPE_DEFAULTS[args.recipe].items() if getattr(args, name) is None}
     if args.learning_rate is None:
         values["learning_rate"] = recipe_learning_rate(args.recipe, getattr(model.config, "model_type", ""))
@@ -70,10 +73,11 @@ def resolve_recipe(model, args: TrainingArgs, rows: Optional[int] = None, has_ev
     batch = values.get("batch_size", args.batch_size)
     if patience and has_eval and args.eval_steps is None and rows:
         values["eval_steps"] = max(1, rows // batch)
-    if args.recipe == "msae" and getattr(model.config, "aux_k_coefficient", 0):
-        logger.warning("recipe='msae': aux_k_coefficient=%s set to 0 (MSAE has no aux-k loss)",
-                       model.config.aux_k_coefficient)
-        model.config.aux_k_coefficient = 0.0
+    for loss_field in ("aux_k_coefficient", "residual_aux_coefficient"):
+        if args.recipe == "msae" and getattr(model.config, loss_field, 0):
+            logger.warning("recipe='msae': %s=%s set to 0 (MSAE has no auxiliary loss)", loss_field,
+                           getattr(model.config, loss_field))
+            setattr(model.config, loss_field, 0.0)
     return replace(args, **values)
 
 
@@ -223,6 +227,14 @@ class SAERecipe(Recipe):
 
     name = "sae"
     plateau_metric = "eval/loss"
+
+    def plateau_start(self, model) -> int:
+        """Evaluations before the model's inference rule has settled (`model.settling_steps()`: BatchTopK's
+        running threshold θ) do not count towards the plateau: their held-out loss measures θ's start, not the
+        dictionary (with overcomplete's residual aux loss a BatchTopK SAE's held-out FVU rose for 3 epochs while
+        θ climbed from L0 ≈ 500 to ≈ 64, and the plateau stopped it at epoch 4)."""
+        settling = getattr(model, "settling_steps", None)
+        return int(settling()) if callable(settling) else 0
 
     def prepare(self, model, stream: EmbeddingStream) -> dict:
         mean = compute_mean(stream, self.args.statistics_rows)
