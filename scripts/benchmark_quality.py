@@ -4,12 +4,14 @@ held-out plateau, 3 seeds, both evaluation protocols (paper Table 1 layout; issu
 Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes what is missing):
   1. embed    WordNet 3.0 glosses (Debian's wordnet-base) with the offline MiniLM (384-d); label = lexicographer
               file (noun.animal, verb.motion, ...); 50k train / 10k held out (a seeded split).
-  2. train    per seed: CEDAR (k_target = 10, Cayley and matrix_exp), ReLU (λ = 0.01), TopK (k = 64), BatchTopK
-              (k = 32), MSAE (RW, levels doubling from 64) — SAEs 8× — plus the no-rotation and Semi-NMF
-              baselines, with `cedar_hf.train` and one recipe
-              (`--recipe`, default `cedar-hf`: stop when the held-out FVU has not improved 0.2 % for 3 epochs, at
-              most `--max-epochs`); overcomplete 0.3.0's TopKSAE / BatchTopKSAE in their own venv on the same
-              standardised tensors, with the same plateau rule.
+  2. train    per seed: CEDAR (k_target = 10, Cayley, matrix_exp and orthogonal), ReLU (λ = 0.01), TopK (k = 64),
+              BatchTopK (k = 32), each also with overcomplete's residual auxiliary loss (`+ residual aux`,
+              `residual_aux_coefficient=0.1`), MSAE (RW, levels doubling from 64) — SAEs 8× — plus the no-rotation
+              and Semi-NMF baselines, with `cedar_hf.train` and one recipe (`--recipe`, default `cedar-hf`: stop
+              when the held-out FVU has not improved 0.2 % for 3 epochs, at most `--max-epochs`, or a model's own
+              `--max-epochs-for` budget); overcomplete 0.3.0's TopKSAE / BatchTopKSAE in their own venv on the same
+              standardised tensors, with the same plateau rule. Every training checkpoints each epoch: one cut
+              short (a session's end, a crash) continues exactly where it stopped when the script is run again.
   3. evaluate per seed, with `cedar_hf.evaluation.compare_models`: FVU-matched K, IC, CS, LP, CKNNA at FVU
               0.25 / 0.30 / 0.35 plus a sweep for the K–FVU and IC–FVU curves, under every protocol the
               evaluation module offers (`cedar-hf`, and `msae` where available).
@@ -21,6 +23,8 @@ trainings after that much wall-clock.
     python scripts/benchmark_quality.py --stage embed                                # only the embeddings
     python scripts/benchmark_quality.py --seeds 0 --models TopK "CEDAR (Cayley)"     # a subset
     python scripts/benchmark_quality.py --from-json                                  # rewrite the report only
+    python scripts/benchmark_quality.py --max-epochs 90 --max-epochs-for "MSAE (RW)=270" --stage train \
+        --seeds 0 --models "MSAE (RW)"                                               # one model's longer budget
 """
 
 from __future__ import annotations
@@ -192,22 +196,64 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
+OVERCOMPLETE = {"topk": "overcomplete TopK", "batchtopk": "overcomplete BatchTopK"}
+
+
+def parse_budgets(values, names) -> dict:
+    """`--max-epochs-for NAME=EPOCHS ...` -> {name: epochs}; a clear error for a bad entry or an unknown name."""
+    budgets = {}
+    for value in values or []:
+        name, sep, epochs = value.rpartition("=")
+        if not sep or not name:
+            raise SystemExit(f"--max-epochs-for {value!r}: expected NAME=EPOCHS, e.g. 'MSAE (RW)=270'")
+        if name not in names:
+            raise SystemExit(f"--max-epochs-for {value!r}: no model {name!r}; the models are: {', '.join(names)}")
+        if not epochs.isdigit() or int(epochs) < 1:
+            raise SystemExit(f"--max-epochs-for {value!r}: EPOCHS={epochs!r} must be a positive integer")
+        budgets[name] = int(epochs)
+    return budgets
+
+
+def budget(name: str, opts) -> int:
+    """A model's epoch budget: its `--max-epochs-for` entry, else `--max-epochs`."""
+    return getattr(opts, "max_epochs_for", {}).get(name, opts.max_epochs)
+
+
+def _budget_suffix(name: str, opts) -> str:
+    """'' at the run's own budget (the cache folders of earlier runs), '-{E}ep' for a model given its own."""
+    epochs = budget(name, opts)
+    return "" if epochs == opts.max_epochs else f"-{epochs}ep"
+
+
+def model_folder(name: str, seed: int, opts) -> Path:
+    return CACHE / "models" / opts.tag / f"{slug(name)}{_budget_suffix(name, opts)}-seed{seed}"
+
+
 def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
     """Train one of our dictionaries with `cedar_hf.train` (cached: a finished folder is loaded back)."""
     import cedar_hf
     from transformers import AutoModel
 
-    folder = CACHE / "models" / opts.tag / f"{slug(name)}-seed{seed}"
+    from cedar_hf.training.checkpoint import list_checkpoints
+    from cedar_hf.training.recipes import RECIPE_DEFAULTS
+
+    folder = model_folder(name, seed, opts)
     if (folder / "metrics.json").exists():
         return AutoModel.from_pretrained(str(folder)).eval(), _run_record(folder)
     model_type, config = spec
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
     torch.manual_seed(seed)  # the initialisation
     model = model_class(config_class(d_in=384, backbone=BACKBONE, embedding_site="text_embeds", **config))
-    args = cedar_hf.TrainingArgs(output_dir=str(folder), recipe=opts.recipe, num_epochs=opts.max_epochs, seed=seed,
+    # A checkpoint every epoch: a run cut short (a session's end, a crash) continues exactly where it stopped the
+    # next time; a folder left before its first checkpoint holds nothing to keep and is started afresh.
+    resume = "latest" if list_checkpoints(str(folder), complete_only=True) else None
+    epoch_steps = max(1, opts.n_train // RECIPE_DEFAULTS[opts.recipe]["batch_size"])
+    args = cedar_hf.TrainingArgs(output_dir=str(folder), recipe=opts.recipe, num_epochs=budget(name, opts), seed=seed,
                                  plateau_patience=opts.patience, report_to="none", eval_max_rows=4096,
-                                 save_total_limit=1, disable_tqdm=True)
-    print(f"[{time.strftime('%H:%M:%S')}] training {name} seed {seed} ({model_type}, recipe {opts.recipe})", flush=True)
+                                 save_total_limit=1, disable_tqdm=True, save_steps=epoch_steps,
+                                 resume_from_checkpoint=resume, overwrite_output_dir=resume is None and folder.exists())
+    print(f"[{time.strftime('%H:%M:%S')}] {'resuming' if resume else 'training'} {name} seed {seed} ({model_type}, "
+          f"recipe {opts.recipe}, at most {budget(name, opts)} epochs)", flush=True)
     model = cedar_hf.train(model, str(paths["train"]), args, eval_dataset=str(paths["val"]))
     return model.eval(), _run_record(folder)
 
@@ -219,10 +265,10 @@ def _run_record(folder: Path) -> dict:
     return {**metrics, "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"]}
 
 
-def training_row(metrics: dict, rows: int) -> dict:
+def training_row(metrics: dict, rows: int, max_epochs: int) -> dict:
     history = metrics.get("history", [])
     steps = int(metrics.get("step", 0))
-    return {"steps": steps, "epochs": round(steps * metrics["batch_size"] / rows, 2),
+    return {"steps": steps, "epochs": round(steps * metrics["batch_size"] / rows, 2), "max_epochs": max_epochs,
             "batch_size": metrics["batch_size"], "learning_rate": metrics["learning_rate"],
             "train_seconds": round(metrics.get("train/runtime_s", float("nan")), 1),
             "stopped_on_plateau": bool(metrics.get("train/stopped_on_plateau", False)),
@@ -290,24 +336,29 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
     from cedar_hf import SparseAutoencoder
     from cedar_hf.data import embedding_matrix
 
-    pairs = [(kind, name) for kind, name in (("topk", "overcomplete TopK"), ("batchtopk", "overcomplete BatchTopK"))
-             if not opts.models or name in opts.models]
-    both = len(pairs) == 2
-    out = CACHE / "models" / opts.tag / f"overcomplete-seed{seed}{'' if both else '-' + pairs[0][0]}.pt"
+    pairs = [(kind, name) for kind, name in OVERCOMPLETE.items() if not opts.models or name in opts.models]
     x_val = embedding_matrix(paths["val"], flatten_tokens=True)
     inputs = CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt"
     if not inputs.exists():
         x_train = embedding_matrix(paths["train"], flatten_tokens=True)
         mean, scale = SparseAutoencoder.compute_normalization(x_train)
         torch.save({"train": x_train, "val": x_val, "mean": mean, "scale": scale}, inputs)
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{time.strftime('%H:%M:%S')}] training overcomplete TopK/BatchTopK seed {seed}", flush=True)
-        subprocess.run([str(overcomplete_python()), str(ROOT / "scripts" / "benchmark_quality_overcomplete.py"),
-                        str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(opts.max_epochs),
-                        "--patience", str(opts.patience), "--expansion", str(opts.expansion),
-                        "--kinds", *[kind for kind, _ in pairs]], check=True)
-    result, norm = torch.load(out, weights_only=False), torch.load(inputs)
+    result, norm = {}, torch.load(inputs)
+    groups = {}  # one subprocess per epoch budget: both kinds in one file at the run's own budget (as before)
+    for kind, name in pairs:
+        groups.setdefault(budget(name, opts), []).append((kind, name))
+    for epochs, group in groups.items():
+        kinds = "" if len(group) == 2 else "-" + group[0][0]
+        out = CACHE / "models" / opts.tag / f"overcomplete-seed{seed}{kinds}{_budget_suffix(group[0][1], opts)}.pt"
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            print(f"[{time.strftime('%H:%M:%S')}] training {' / '.join(n for _, n in group)} seed {seed} (at most "
+                  f"{epochs} epochs)", flush=True)
+            subprocess.run([str(overcomplete_python()), str(ROOT / "scripts" / "benchmark_quality_overcomplete.py"),
+                            str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(epochs),
+                            "--patience", str(opts.patience), "--expansion", str(opts.expansion),
+                            "--kinds", *[kind for kind, _ in group]], check=True)
+        result.update(torch.load(out, weights_only=False))
     models, info = {}, {}
     for kind, name in pairs:
         model = ExportedSAE(result[kind], norm["mean"], norm["scale"])
@@ -315,7 +366,7 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
             codes = model.encode(x_val)
             check = float((codes - result[kind]["val_codes"].to_dense()).abs().max())
         models[name] = model
-        info[name] = {"steps": result[kind]["steps"], "epochs": result[kind]["epochs"],
+        info[name] = {"steps": result[kind]["steps"], "epochs": result[kind]["epochs"], "max_epochs": budget(name, opts),
                       "train_seconds": round(result[kind]["seconds"], 1),
                       "stopped_on_plateau": result[kind]["stopped_on_plateau"],
                       "eval_fvu": result[kind]["history"][-1]["eval/fvu"],
@@ -346,14 +397,18 @@ def evaluate_seed(models: dict, paths: dict, seed: int, opts) -> dict:
     for protocol in protocols(opts.protocols):
         name = protocol or "cedar-hf"
         cached = CACHE / "evaluations" / opts.tag / f"seed{seed}-{name}.json"
-        if cached.exists() and set(json.loads(cached.read_text())["models"]) == set(models):
-            reports[name] = json.loads(cached.read_text())
-            continue
+        budgets = {model: budget(model, opts) for model in models}
+        if cached.exists():
+            earlier = json.loads(cached.read_text())  # files of before per-model budgets: every model at --max-epochs
+            if earlier.get("budgets", {model: opts.max_epochs for model in earlier["models"]}) == budgets:
+                reports[name] = earlier
+                continue
         print(f"[{time.strftime('%H:%M:%S')}] evaluating seed {seed} ({name} protocol)", flush=True)
         extra = {} if protocol is None else {"protocol": protocol}
         report = compare_models(models, x_val, TARGETS, train_data=x_train, eval_labels=list(val_ds["label"]),
                                 train_labels=list(train_ds["label"]), curve_targets=CURVE, progress=False, **extra)
         report["protocol_name"] = name
+        report["budgets"] = budgets
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")
         tmp.write_text(json.dumps(report))
@@ -391,7 +446,7 @@ def run(opts) -> None:
                 print(f"budget of {opts.budget_minutes} min spent: {name} seed {seed} not trained", flush=True)
                 continue
             models[name], metrics = train_ours(name, spec, seed, paths, opts)
-            training.setdefault(name, {})[seed] = training_row(metrics, rows)
+            training.setdefault(name, {})[seed] = training_row(metrics, rows, budget(name, opts))
         wants_peers = not opts.models or any(n.startswith("overcomplete") for n in opts.models)
         peers_cached = any((CACHE / "models" / opts.tag).glob(f"overcomplete-seed{seed}*.pt"))
         if wants_peers and (peers_cached or (time.time() - started) / 60 <= opts.budget_minutes):
@@ -414,7 +469,7 @@ def run_settings(opts) -> dict:
     """When, where and how this invocation ran: the settings both result files record."""
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "load_average": os.getloadavg(), "recipe": opts.recipe, "max_epochs": opts.max_epochs,
-            "patience": opts.patience, "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:])}
+            "max_epochs_for": dict(getattr(opts, "max_epochs_for", {})), "patience": opts.patience, "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 
 def write_training_only(training: dict, opts, started: float) -> None:
@@ -424,6 +479,7 @@ def write_training_only(training: dict, opts, started: float) -> None:
 
     name = f"quality_training_{opts.max_epochs}ep"
     settings = {**run_settings(opts), "minutes": round((time.time() - started) / 60, 1)}
+    training = _with_earlier_training(RESULTS / f"{name}.json", training, settings)
     _atomic_write(RESULTS / f"{name}.json", json.dumps({"settings": settings, "training": training}, indent=1))
     text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs, patience {opts.patience}\n\n"
             f"Run {settings['date']} on {settings['machine']}; load average "
@@ -433,7 +489,23 @@ def write_training_only(training: dict, opts, started: float) -> None:
     print(text)
 
 
-SAME_RUN_KEYS = ("recipe", "expansion", "max_epochs", "patience", "n_train", "n_val")
+def _with_earlier_training(path: Path, training: dict, settings: dict) -> dict:
+    """The rows of an earlier training-only file of the same recipe, budgets and patience that this run did not
+    train (a `--models` subset adds its rows instead of replacing the table); this run's rows win."""
+    if not path.exists():
+        return training
+    earlier = read_json(path, "training-only results")
+    same = all(earlier["settings"].get(key, {} if key == "max_epochs_for" else None) == settings[key]
+               for key in ("recipe", "max_epochs", "max_epochs_for", "patience"))
+    if not same:
+        return training
+    merged = {model: {int(seed): row for seed, row in rows.items()} for model, rows in earlier["training"].items()}
+    for model, rows in training.items():
+        merged.setdefault(model, {}).update(rows)
+    return merged
+
+
+SAME_RUN_KEYS = ("recipe", "expansion", "max_epochs", "max_epochs_for", "patience", "n_train", "n_val")
 
 
 def _earlier_results(opts) -> tuple[dict, dict, float]:
@@ -446,10 +518,12 @@ def _earlier_results(opts) -> tuple[dict, dict, float]:
     earlier = read_json(path, "quality results")
     settings = earlier["settings"]
     mine = {"recipe": opts.recipe, "expansion": opts.expansion, "max_epochs": opts.max_epochs,
-            "patience": opts.patience, "n_train": opts.n_train, "n_val": opts.n_val}
+            "max_epochs_for": dict(getattr(opts, "max_epochs_for", {})), "patience": opts.patience,
+            "n_train": opts.n_train, "n_val": opts.n_val}
     for key in SAME_RUN_KEYS:
-        if settings.get(key) != mine[key]:
-            raise SystemExit(f"--add-to-json: {path} was written with {key}={settings.get(key)!r}, this run has "
+        theirs = settings.get(key, {} if key == "max_epochs_for" else None)  # files from before per-model budgets
+        if theirs != mine[key]:
+            raise SystemExit(f"--add-to-json: {path} was written with {key}={theirs!r}, this run has "
                              f"{key}={mine[key]!r}; results of different settings cannot be pooled")
     per_seed = {int(seed): report for seed, report in earlier["per_seed"].items() if int(seed) not in opts.seeds}
     training = {name: {int(seed): row for seed, row in rows.items() if int(seed) not in opts.seeds}
@@ -458,7 +532,7 @@ def _earlier_results(opts) -> tuple[dict, dict, float]:
 
 
 def _cached(name: str, seed: int, opts) -> bool:
-    return (CACHE / "models" / opts.tag / f"{slug(name)}-seed{seed}" / "metrics.json").exists()
+    return (model_folder(name, seed, opts) / "metrics.json").exists()
 
 
 def main() -> None:
@@ -470,7 +544,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="only these (names as in the table)")
     parser.add_argument("--recipe", default="cedar-hf", choices=["cedar-hf", "msae"])
     parser.add_argument("--expansion", type=int, default=8, help="SAE expansion factor (paper: 8)")
-    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--max-epochs", type=int, default=30, help="epoch budget of every model (default 30)")
+    parser.add_argument("--max-epochs-for", nargs="+", metavar="NAME=EPOCHS", default=[],
+                        help="a model's own epoch budget instead of --max-epochs, e.g. 'MSAE (RW)=270' for a model "
+                             "still improving at --max-epochs; its cache folders get an '-{EPOCHS}ep' suffix and "
+                             "--add-to-json pools only runs with the same budgets")
     parser.add_argument("--patience", type=int, default=3, help="held-out evaluations (epochs) without 0.2 %% gain")
     parser.add_argument("--curriculum-epochs", type=int, default=5, help="CEDAR's τ, in epochs")
     parser.add_argument("--budget-minutes", type=float, default=60.0,
@@ -483,6 +561,7 @@ def main() -> None:
                         help="add this run's seeds to the existing benchmarks/results/quality.json (same settings "
                              "required) instead of replacing it, e.g. a third seed for some models")
     opts = parser.parse_args()
+    opts.max_epochs_for = parse_budgets(opts.max_epochs_for, [*model_specs(opts.expansion, 0), *OVERCOMPLETE.values()])
     if opts.from_json:
         full = json.loads((RESULTS / "quality.json").read_text())
         per_seed = {int(s): r for s, r in full["per_seed"].items()}

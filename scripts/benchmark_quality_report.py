@@ -15,7 +15,7 @@ import statistics
 from cedar_hf.atomic import atomic_path
 
 METRICS = (("K", "K ↓", 2), ("IC", "IC ↓", 1), ("CS", "CS ↑", 3), ("LP", "LP ↓", 3), ("CKNNA", "CKNNA ↑", 3))
-SAE_PEERS = ("ReLU", "TopK", "BatchTopK", "MSAE (RW)")
+SAE_PEERS = ("ReLU", "TopK", "BatchTopK", "MSAE (RW)", "TopK + residual aux", "BatchTopK + residual aux")
 CEDARS = ("CEDAR (Cayley)", "CEDAR (matrix_exp)", "CEDAR (orthogonal)")
 
 
@@ -89,12 +89,13 @@ def target_checks(agg: dict, targets: list) -> list:
                              f"{cell['seeds']} seeds (lowest FVU {cell['min_fvu']:.3f}).")
     if not lines:
         lines.append("- Every model reaches every target FVU in every seed.")
-    for target in targets:
-        ours, peer = agg.get("TopK", {}).get(target), agg.get("overcomplete TopK", {}).get(target)
-        if ours and peer and ours["K"][0] is not None and peer["K"][0] is not None:
-            verdict = "met" if ours["K"][0] <= peer["K"][0] else "missed"
-            lines.append(f"- FVU {target:.2f}: our TopK K {ours['K'][0]:.1f} vs overcomplete's {peer['K'][0]:.1f} "
-                         f"({verdict}: target ≤).")
+    for mine in ("TopK", "TopK + residual aux"):
+        for target in targets:
+            ours, peer = agg.get(mine, {}).get(target), agg.get("overcomplete TopK", {}).get(target)
+            if ours and peer and ours["K"][0] is not None and peer["K"][0] is not None:
+                verdict = "met" if ours["K"][0] <= peer["K"][0] else "missed"
+                lines.append(f"- FVU {target:.2f}: our {mine} K {ours['K'][0]:.1f} vs overcomplete's TopK "
+                             f"{peer['K'][0]:.1f} ({verdict}: target ≤).")
     for cedar in CEDARS:
         for target in targets:
             lines.extend(_cedar_checks(agg, cedar, target))
@@ -130,7 +131,7 @@ def _cedar_checks(agg: dict, cedar: str, target: float) -> list:
 
 def training_markdown(training: dict) -> str:
     lines = ["| Model | seeds | epochs (mean, range) | steps | batch | lr | stopped on plateau | train s (mean) | "
-             "held-out FVU at own k |", "|---|---|---|---|---|---|---|---|---|"]
+             "held-out FVU at own k | epoch budget |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, seeds in training.items():
         rows = list(seeds.values())
         epochs = [r.get("epochs") for r in rows if r.get("epochs") is not None]
@@ -140,7 +141,8 @@ def training_markdown(training: dict) -> str:
             f"| {name} | {len(rows)} | {statistics.fmean(epochs):.1f} ({min(epochs):g}–{max(epochs):g}) | "
             f"{'/'.join(str(r['steps']) for r in rows)} | {rows[0].get('batch_size', 1024)} | "
             f"{rows[0].get('learning_rate', 5e-4):g} | {sum(bool(r.get('stopped_on_plateau')) for r in rows)}/{len(rows)} | "
-            f"{statistics.fmean(seconds):.0f} | {_fmt(_mean_std(fvus), 4)} |")
+            f"{statistics.fmean(seconds):.0f} | {_fmt(_mean_std(fvus), 4)} | "
+            f"{'/'.join(sorted({str(r['max_epochs']) for r in rows if r.get('max_epochs')})) or '–'} |")
     return "\n".join(lines)
 
 
@@ -166,7 +168,9 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
     text = TEMPLATE.format(
         date=settings["date"], machine=settings["machine"], load=", ".join(f"{v:.1f}" for v in settings["load_average"]),
         minutes=settings["total_minutes"], recipe=settings["recipe"], expansion=settings["expansion"],
-        max_epochs=settings["max_epochs"], patience=settings["patience"], seeds=settings["seeds_done"],
+        max_epochs=settings["max_epochs"] if not settings.get("max_epochs_for") else "{} ({})".format(
+            settings["max_epochs"], ", ".join(f"{n}: {e}" for n, e in settings["max_epochs_for"].items())),
+        patience=settings["patience"], seeds=settings["seeds_done"],
         arguments=settings.get("arguments", ""), n_train=settings["n_train"], n_val=settings["n_val"], tables="\n\n".join(sections),
         training=training_markdown(settings["training"]), reading=READING,
         probe=f"cross-entropy {probe.get('cross_entropy', float('nan')):.3f}, accuracy {probe.get('accuracy', float('nan')):.3f}",

@@ -52,3 +52,79 @@ def test_stage_train_writes_its_own_training_table_and_leaves_quality_json_alone
     table = (tmp_path / "quality_training_90ep.md").read_text()
     assert "| TopK | 1 | 88.5 (88.5–88.5) | 4320 |" in table and "1/1" in table and "0.1801" in table
     assert (tmp_path / "quality.json").read_text() == "{}"
+    # a later `--models` subset run of the same setting adds its rows; a row it trains again is replaced
+    opts = SimpleNamespace(recipe="cedar-hf", max_epochs=90, patience=3, max_epochs_for={})
+    benchmark_quality.write_training_only({"TopK": {1: {**row, "eval_fvu": 0.1802}}, "ReLU": {0: row}}, opts, 0.0)
+    saved = json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]
+    assert set(saved) == {"TopK", "ReLU"} and set(saved["TopK"]) == {"0", "1"} and saved["TopK"]["1"]["eval_fvu"] == 0.1802
+    opts.patience = 5  # another setting: its table replaces the file's
+    benchmark_quality.write_training_only({"ReLU": {0: row}}, opts, 0.0)
+    assert set(json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]) == {"ReLU"}
+
+
+# ---- per-model epoch budgets and resumable trainings ----------------------------------------------------------------
+NAMES = [*benchmark_quality.model_specs(8, 0), *benchmark_quality.OVERCOMPLETE.values()]
+
+
+def test_per_model_budgets_are_parsed_with_clear_errors_and_get_their_own_cache_folders(tmp_path, monkeypatch):
+    assert benchmark_quality.parse_budgets(["MSAE (RW)=270", "overcomplete TopK=180"], NAMES) == {
+        "MSAE (RW)": 270, "overcomplete TopK": 180}
+    for bad, message in (("MSAE (RW)", "expected NAME=EPOCHS"), ("MSAE=270", "no model 'MSAE'"),
+                         ("MSAE (RW)=0", "EPOCHS='0' must be a positive integer"),
+                         ("TopK=ten", "EPOCHS='ten'")):
+        with pytest.raises(SystemExit, match=bad.replace("(", r"\(").replace(")", r"\)")) as error:
+            benchmark_quality.parse_budgets([bad], NAMES)
+        assert message in str(error.value)
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path)
+    opts = SimpleNamespace(tag="t", max_epochs=90, max_epochs_for={"MSAE (RW)": 270})
+    assert benchmark_quality.model_folder("MSAE (RW)", 1, opts).name == "msae-rw-270ep-seed1"
+    assert benchmark_quality.model_folder("TopK", 1, opts).name == "topk-seed1"  # the earlier runs' folders
+    assert benchmark_quality.budget("TopK", opts) == 90 and benchmark_quality.budget("MSAE (RW)", opts) == 270
+
+
+def test_results_of_other_per_model_budgets_are_not_pooled(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark_quality, "RESULTS", tmp_path)
+    (tmp_path / "quality.json").write_text(json.dumps({"settings": SETTINGS, "per_seed": {"0": {"a": 0}}}))
+    assert benchmark_quality._earlier_results(_opts(max_epochs_for={}))[0] == {0: {"a": 0}}  # file without the key
+    with pytest.raises(SystemExit, match=r"max_epochs_for=\{\}.*max_epochs_for=\{'MSAE \(RW\)': 270\}"):
+        benchmark_quality._earlier_results(_opts(max_epochs_for={"MSAE (RW)": 270}))
+
+
+def test_a_training_cut_short_continues_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """The benchmark checkpoints every epoch; run again, it resumes the same run and ends where an uninterrupted
+    one ends (same steps, same held-out history, same weights up to float rounding)."""
+    import dataclasses
+
+    import datasets
+    import torch
+
+    import cedar_hf
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(2048 + 256, 384, generator=g)
+    paths = {}
+    for split, part in (("train", rows[:2048]), ("val", rows[2048:])):
+        paths[split] = tmp_path / split
+        datasets.Dataset.from_dict({"embedding": part.numpy()}).save_to_disk(str(paths[split]))
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
+    spec = ("topk_sae", dict(expansion_factor=1, k=16))
+    real_train = cedar_hf.train
+    finished = {}
+    for tag, cut in (("whole", None), ("cut", 3)):
+        opts = SimpleNamespace(tag=tag, recipe="cedar-hf", max_epochs=3, max_epochs_for={}, patience=3, n_train=2048)
+        if cut:  # the first invocation stops after step 3 (mid-epoch 2), leaving a checkpoint and no metrics.json
+            monkeypatch.setattr(cedar_hf, "train", lambda m, d, a, **kw: real_train(
+                m, d, dataclasses.replace(a, stop_after_steps=cut), **kw))
+            with pytest.raises(FileNotFoundError):
+                benchmark_quality.train_ours("TopK", spec, 0, paths, opts)  # no metrics.json to read back
+            monkeypatch.setattr(cedar_hf, "train", real_train)
+            assert not (benchmark_quality.model_folder("TopK", 0, opts) / "metrics.json").exists()
+            capsys.readouterr()
+        finished[tag] = benchmark_quality.train_ours("TopK", spec, 0, paths, opts)
+        assert ("resuming TopK seed 0" in capsys.readouterr().out) == bool(cut)
+    (whole, whole_run), (cut, cut_run) = finished["whole"], finished["cut"]
+    assert cut_run["step"] == whole_run["step"] == 6
+    assert [h["step"] for h in cut_run["history"]] == [h["step"] for h in whole_run["history"]] == [2, 4, 6]
+    for a, b in zip(cut_run["history"], whole_run["history"]):
+        assert a["eval/fvu"] == pytest.approx(b["eval/fvu"], rel=1e-5)
+    torch.testing.assert_close(cut.W_dec, whole.W_dec, rtol=1e-5, atol=1e-6)
