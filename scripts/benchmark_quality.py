@@ -469,7 +469,8 @@ def run_settings(opts) -> dict:
     """When, where and how this invocation ran: the settings both result files record."""
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "load_average": os.getloadavg(), "recipe": opts.recipe, "max_epochs": opts.max_epochs,
-            "max_epochs_for": dict(getattr(opts, "max_epochs_for", {})), "patience": opts.patience, "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:])}
+            "max_epochs_for": dict(getattr(opts, "max_epochs_for", {})), "patience": opts.patience,
+            "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 
 def write_training_only(training: dict, opts, started: float) -> None:
@@ -477,11 +478,14 @@ def write_training_only(training: dict, opts, started: float) -> None:
     to see how far the 30-epoch models are from their plateau: quality_training_{N}ep.{md,json}."""
     from benchmark_quality_report import _atomic_write, training_markdown
 
-    name = f"quality_training_{opts.max_epochs}ep"
+    own = dict(getattr(opts, "max_epochs_for", {}))  # a file of its own per set of per-model budgets
+    name = f"quality_training_{opts.max_epochs}ep" + "".join(f"_{slug(n)}-{e}ep" for n, e in sorted(own.items()))
     settings = {**run_settings(opts), "minutes": round((time.time() - started) / 60, 1)}
     training = _with_earlier_training(RESULTS / f"{name}.json", training, settings)
     _atomic_write(RESULTS / f"{name}.json", json.dumps({"settings": settings, "training": training}, indent=1))
-    text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs, patience {opts.patience}\n\n"
+    budgets = "".join(f", {n} at most {e}" for n, e in own.items())
+    text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs{budgets}, patience "
+            f"{opts.patience}\n\n"
             f"Run {settings['date']} on {settings['machine']}; load average "
             f"{', '.join(f'{v:.1f}' for v in settings['load_average'])} at the end; {settings['minutes']} min; "
             f"`python scripts/benchmark_quality.py {settings['arguments']}`.\n\n{training_markdown(training)}\n")

@@ -57,6 +57,13 @@ def test_stage_train_writes_its_own_training_table_and_leaves_quality_json_alone
     benchmark_quality.write_training_only({"TopK": {1: {**row, "eval_fvu": 0.1802}}, "ReLU": {0: row}}, opts, 0.0)
     saved = json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]
     assert set(saved) == {"TopK", "ReLU"} and set(saved["TopK"]) == {"0", "1"} and saved["TopK"]["1"]["eval_fvu"] == 0.1802
+    opts.max_epochs_for = {"MSAE (RW)": 270}  # per-model budgets: a file of their own, the 90-epoch one untouched
+    benchmark_quality.write_training_only({"MSAE (RW)": {0: row}}, opts, 0.0)
+    assert json.loads((tmp_path / "quality_training_90ep_msae-rw-270ep.json").read_text())["training"].keys() == {
+        "MSAE (RW)"}
+    assert "MSAE (RW) at most 270" in (tmp_path / "quality_training_90ep_msae-rw-270ep.md").read_text()
+    assert set(json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]) == {"TopK", "ReLU"}
+    opts.max_epochs_for = {}
     opts.patience = 5  # another setting: its table replaces the file's
     benchmark_quality.write_training_only({"ReLU": {0: row}}, opts, 0.0)
     assert set(json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]) == {"ReLU"}
