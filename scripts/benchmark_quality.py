@@ -385,8 +385,15 @@ def protocols(wanted=None) -> list:
     return [p for p in ("cedar-hf", "msae") if not wanted or p in wanted]
 
 
-def evaluate_seed(models: dict, paths: dict, seed: int, opts) -> dict:
-    """The FVU-matched comparison of one seed's models under each protocol (cached per seed and protocol)."""
+def run_fingerprint(row: dict) -> list:
+    """What identifies one trained model in the evaluation cache: its steps and held-out FVU (a model retrained
+    into the same folder, e.g. under another stopping rule, gets evaluated again)."""
+    return [int(row["steps"]), None if row.get("eval_fvu") is None else round(float(row["eval_fvu"]), 10)]
+
+
+def evaluate_seed(models: dict, paths: dict, seed: int, opts, runs: dict | None = None) -> dict:
+    """The FVU-matched comparison of one seed's models under each protocol (cached per seed and protocol, valid
+    while every model has the budget and the `runs` fingerprint it was evaluated with)."""
     from cedar_hf.data import embedding_matrix, load_dataset
     from cedar_hf.evaluation import compare_models
 
@@ -400,7 +407,8 @@ def evaluate_seed(models: dict, paths: dict, seed: int, opts) -> dict:
         budgets = {model: budget(model, opts) for model in models}
         if cached.exists():
             earlier = json.loads(cached.read_text())  # files of before per-model budgets: every model at --max-epochs
-            if earlier.get("budgets", {model: opts.max_epochs for model in earlier["models"]}) == budgets:
+            if (earlier.get("budgets", {model: opts.max_epochs for model in earlier["models"]}) == budgets
+                    and earlier.get("runs") == runs):
                 reports[name] = earlier
                 continue
         print(f"[{time.strftime('%H:%M:%S')}] evaluating seed {seed} ({name} protocol)", flush=True)
@@ -408,7 +416,7 @@ def evaluate_seed(models: dict, paths: dict, seed: int, opts) -> dict:
         report = compare_models(models, x_val, TARGETS, train_data=x_train, eval_labels=list(val_ds["label"]),
                                 train_labels=list(train_ds["label"]), curve_targets=CURVE, progress=False, **extra)
         report["protocol_name"] = name
-        report["budgets"] = budgets
+        report["budgets"], report["runs"] = budgets, runs
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")
         tmp.write_text(json.dumps(report))
@@ -456,7 +464,8 @@ def run(opts) -> None:
                 training.setdefault(name, {})[seed] = row
         if opts.stage == "train" or not models:
             continue
-        per_seed[seed] = evaluate_seed(models, paths, seed, opts)
+        runs = {name: run_fingerprint(training[name][seed]) for name in models}
+        per_seed[seed] = evaluate_seed(models, paths, seed, opts, runs)
         settings = {**run_settings(opts), "expansion": opts.expansion, "seeds_done": sorted(per_seed),
                     "n_train": rows, "n_val": opts.n_val, "training": training,
                     "total_minutes": round(earlier_minutes + (time.time() - started) / 60, 1)}

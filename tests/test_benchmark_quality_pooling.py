@@ -135,3 +135,34 @@ def test_a_training_cut_short_continues_from_its_checkpoint(tmp_path, monkeypatc
     for a, b in zip(cut_run["history"], whole_run["history"]):
         assert a["eval/fvu"] == pytest.approx(b["eval/fvu"], rel=1e-5)
     torch.testing.assert_close(cut.W_dec, whole.W_dec, rtol=1e-5, atol=1e-6)
+
+
+def test_a_cached_evaluation_is_reused_only_for_the_same_trained_models(tmp_path, monkeypatch):
+    """The evaluation cache is keyed by each model's budget and run fingerprint (steps, held-out FVU): a model
+    retrained into the same folder (another stopping rule, a longer budget) is evaluated again."""
+    import cedar_hf.data
+    import cedar_hf.evaluation
+
+    calls = []
+
+    def compare_models(models, x_val, targets, protocol="cedar-hf", **kwargs):
+        calls.append(protocol)
+        return {"models": {name: {"matched": []} for name in models}, "targets": list(targets)}
+
+    monkeypatch.setattr(cedar_hf.evaluation, "compare_models", compare_models)
+    monkeypatch.setattr(cedar_hf.data, "load_dataset", lambda path: {"label": ["a"]})
+    monkeypatch.setattr(cedar_hf.data, "embedding_matrix", lambda ds, flatten_tokens: None)
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path)
+    opts = SimpleNamespace(tag="t", max_epochs=90, max_epochs_for={}, protocols=["cedar-hf"])
+    row = {"steps": 4320, "eval_fvu": 0.0029}
+    runs = {"MSAE (RW)": benchmark_quality.run_fingerprint(row)}
+    evaluate = lambda runs: benchmark_quality.evaluate_seed({"MSAE (RW)": None}, {"train": 0, "val": 0}, 0, opts,  # noqa: E731
+                                                            runs)
+    evaluate(runs)
+    evaluate(runs)
+    assert calls == ["cedar-hf"]  # the second call read the cache
+    evaluate({"MSAE (RW)": benchmark_quality.run_fingerprint({"steps": 2000, "eval_fvu": 0.0041})})
+    assert len(calls) == 2  # retrained: evaluated again
+    opts.max_epochs_for = {"MSAE (RW)": 270}
+    evaluate({"MSAE (RW)": benchmark_quality.run_fingerprint({"steps": 2000, "eval_fvu": 0.0041})})
+    assert len(calls) == 3  # same fingerprint, another budget: evaluated again
