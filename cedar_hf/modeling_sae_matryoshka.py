@@ -12,7 +12,10 @@ class MatryoshkaSAE(TopKSAE):
     """
     One encoder, nested TopK levels `k₁ < k₂ < …`: the loss is `Σ_j w_j·NMSE(x, x̂^{(k_j)})` with normalised
     weights (MSAE `train.py`), so the first k₁ codes must already reconstruct well and later ones refine.
-    Inference is TopK with the largest level (or any k). Only the training loss differs from TopK.
+    Inference is TopK with the largest level (or any k). Only the loss differs from TopK: `loss` (and
+    `reconstruction_loss`) is the nested objective in train and eval mode alike, so a held-out loss — what the
+    recipes' plateau watches — is the objective being trained, not the full-dictionary NMSE (which approaches 0
+    long after the small levels have settled). `fvu` and `reconstruction` follow the k asked for.
     """
 
     config_class = MatryoshkaSAEConfig
@@ -23,8 +26,6 @@ class MatryoshkaSAE(TopKSAE):
         return [w / sum(raw) for w in raw]
 
     def _reconstruction_loss(self, x_c, pre, z, x_hat_c) -> torch.Tensor:
-        if not self.training:
-            return self.reconstruction_error(x_c, x_hat_c)
         acts = torch.relu(pre)
         # A row has at most `active` non-zero activations: every level >= `active` keeps all of them, so those
         # levels share one reconstruction (the same tensor, hence the same loss and gradient as decoding each).

@@ -222,8 +222,9 @@ class CedarRecipe(Recipe):
 
 class SAERecipe(Recipe):
     """Standardisation from the data and unit-norm decoder rows (paper App. B; MSAE). The plateau watches the
-    held-out objective (`eval/loss`: NMSE, + λ·L1 for ReLU, + λ·L0 for JumpReLU): a penalised SAE's FVU rises
-    while its L1 term still falls, so a plateau of its FVU would stop it mid-way."""
+    held-out objective (`eval/loss`: NMSE, + λ·L1 for ReLU, + λ·L0 for JumpReLU, the weighted nested NMSE for
+    Matryoshka): a penalised SAE's FVU rises while its L1 term still falls, so a plateau of its FVU would stop it
+    mid-way."""
 
     name = "sae"
     plateau_metric = "eval/loss"
