@@ -490,14 +490,19 @@ def write_training_only(training: dict, opts, started: float) -> None:
     own = dict(getattr(opts, "max_epochs_for", {}))  # a file of its own per set of per-model budgets
     name = f"quality_training_{opts.max_epochs}ep" + "".join(f"_{slug(n)}-{e}ep" for n, e in sorted(own.items()))
     settings = {**run_settings(opts), "minutes": round((time.time() - started) / 60, 1)}
+    mine = set(training)
     training = _with_earlier_training(RESULTS / f"{name}.json", training, settings)
     _atomic_write(RESULTS / f"{name}.json", json.dumps({"settings": settings, "training": training}, indent=1))
     budgets = "".join(f", {n} at most {e}" for n, e in own.items())
+    kept = sorted(set(training) - mine)
+    earlier = (f" Rows of {', '.join(kept)} come from earlier invocations of the same setting (their train seconds "
+               "are theirs)." if kept else "")
     text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs{budgets}, patience "
             f"{opts.patience}\n\n"
             f"Run {settings['date']} on {settings['machine']}; load average "
             f"{', '.join(f'{v:.1f}' for v in settings['load_average'])} at the end; {settings['minutes']} min; "
-            f"`python scripts/benchmark_quality.py {settings['arguments']}`.\n\n{training_markdown(training)}\n")
+            f"`python scripts/benchmark_quality.py {settings['arguments']}`; rows of this invocation: "
+            f"{', '.join(sorted(mine))}.{earlier}\n\n{training_markdown(training)}\n")
     _atomic_write(RESULTS / f"{name}.md", text)
     print(text)
 
