@@ -259,7 +259,7 @@ def test_residual_aux_loss_reaches_unselected_latents_and_is_off_by_default():
         out.loss.backward()
         never_selected = (out.codes != 0).sum(0) == 0
         grads[coefficient] = model.W_enc.grad[never_selected].abs().sum()
-        assert (float(out.auxiliary_loss) > 0) == (coefficient > 0)
+        assert (float(out.auxiliary_loss.detach()) > 0) == (coefficient > 0)
         if coefficient:
             model.eval()
             assert float(model(x).auxiliary_loss) == 0.0  # train mode only
