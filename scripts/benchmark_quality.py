@@ -507,13 +507,18 @@ def write_training_only(training: dict, opts, started: float) -> None:
     print(text)
 
 
+def _saved_setting(settings: dict, key: str):
+    """A setting of a results file; `max_epochs_for` is `{}` in files from before per-model budgets."""
+    return settings.get(key, {} if key == "max_epochs_for" else None)
+
+
 def _with_earlier_training(path: Path, training: dict, settings: dict) -> dict:
     """The rows of an earlier training-only file of the same recipe, budgets and patience that this run did not
     train (a `--models` subset adds its rows instead of replacing the table); this run's rows win."""
     if not path.exists():
         return training
     earlier = read_json(path, "training-only results")
-    same = all(earlier["settings"].get(key, {} if key == "max_epochs_for" else None) == settings[key]
+    same = all(_saved_setting(earlier["settings"], key) == settings[key]
                for key in ("recipe", "max_epochs", "max_epochs_for", "patience"))
     if not same:
         return training
@@ -539,7 +544,7 @@ def _earlier_results(opts) -> tuple[dict, dict, float]:
             "max_epochs_for": dict(getattr(opts, "max_epochs_for", {})), "patience": opts.patience,
             "n_train": opts.n_train, "n_val": opts.n_val}
     for key in SAME_RUN_KEYS:
-        theirs = settings.get(key, {} if key == "max_epochs_for" else None)  # files from before per-model budgets
+        theirs = _saved_setting(settings, key)
         if theirs != mine[key]:
             raise SystemExit(f"--add-to-json: {path} was written with {key}={theirs!r}, this run has "
                              f"{key}={mine[key]!r}; results of different settings cannot be pooled")
