@@ -14,7 +14,8 @@ Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes 
               short (a session's end, a crash) continues exactly where it stopped when the script is run again.
   3. evaluate per seed, with `cedar_hf.evaluation.compare_models`: FVU-matched K, IC, CS, LP, CKNNA at FVU
               0.25 / 0.30 / 0.35 plus a sweep for the K–FVU and IC–FVU curves, under every protocol the
-              evaluation module offers (`cedar-hf`, and `msae` where available).
+              evaluation module offers (`cedar-hf`, and `msae` where available); cached per model, so a model
+              retrained (or added) is evaluated alone and joins the others' cached entries.
 Results (mean ± std over the seeds done so far) go to benchmarks/results/quality.{md,json} and quality_*.png after
 every seed, so a run cut short still leaves honest partial results; `--budget-minutes` stops starting new
 trainings after that much wall-clock.
@@ -391,38 +392,92 @@ def run_fingerprint(row: dict) -> list:
     return [int(row["steps"]), None if row.get("eval_fvu") is None else round(float(row["eval_fvu"]), 10)]
 
 
+# report keys that are not the evaluation's setting: its models, when it ran, and the cache's own bookkeeping
+_NOT_SETTING = {"models", "date", "budgets", "runs", "probe_on_original", "evaluated"}
+PROBE_RTOL = 1e-6  # the shared probe, retrained (seeded) for a later evaluation, must score the originals this
+# close (it scored them identically in every evaluation of the 90-epoch quality run)
+
+
+def _mergeable(earlier: dict, report: dict) -> str | None:
+    """Why `report` (an evaluation of some models) cannot join the cached `earlier` one, or None: the same
+    protocol, data and targets, and the shared linear probe (retrained each call, seeded) scoring the originals
+    within PROBE_RTOL — its LP of every model is measured with that probe."""
+    for key in sorted((set(earlier) | set(report)) - _NOT_SETTING):
+        if earlier.get(key) != report.get(key):
+            return f"{key} differs ({earlier.get(key)!r} vs {report.get(key)!r})"
+    for metric in ("cross_entropy", "accuracy"):
+        a, b = (r.get("probe_on_original", {}).get(metric) for r in (earlier, report))
+        if (a is None) != (b is None) or (a is not None and abs(a - b) > PROBE_RTOL * max(abs(a), abs(b), 1e-12)):
+            return f"the probe's {metric} on the originals differs ({a!r} vs {b!r})"
+    return None
+
+
 def evaluate_seed(models: dict, paths: dict, seed: int, opts, runs: dict | None = None) -> dict:
-    """The FVU-matched comparison of one seed's models under each protocol (cached per seed and protocol, valid
-    while every model has the budget and the `runs` fingerprint it was evaluated with)."""
+    """The FVU-matched comparison of one seed's models under each protocol, cached per seed and protocol **per
+    model**: a model is evaluated again only when its budget or its `runs` fingerprint changed (or it is new), and
+    its entry joins the cached ones of the same setting (see `_mergeable`; otherwise every model is evaluated
+    anew). `evaluated` in the cache file says when each model's entry was measured."""
     from cedar_hf.data import embedding_matrix, load_dataset
     from cedar_hf.evaluation import compare_models
 
     train_ds, val_ds = load_dataset(paths["train"]), load_dataset(paths["val"])
     x_train = embedding_matrix(train_ds, flatten_tokens=True)
     x_val = embedding_matrix(val_ds, flatten_tokens=True)
+    runs = runs or {}
     reports = {}
     for protocol in protocols(opts.protocols):
         name = protocol or "cedar-hf"
         cached = CACHE / "evaluations" / opts.tag / f"seed{seed}-{name}.json"
         budgets = {model: budget(model, opts) for model in models}
-        if cached.exists():
-            earlier = json.loads(cached.read_text())  # files of before per-model budgets: every model at --max-epochs
-            if (earlier.get("budgets", {model: opts.max_epochs for model in earlier["models"]}) == budgets
-                    and earlier.get("runs") == runs):
-                reports[name] = earlier
-                continue
-        print(f"[{time.strftime('%H:%M:%S')}] evaluating seed {seed} ({name} protocol)", flush=True)
-        extra = {} if protocol is None else {"protocol": protocol}
-        report = compare_models(models, x_val, TARGETS, train_data=x_train, eval_labels=list(val_ds["label"]),
-                                train_labels=list(train_ds["label"]), curve_targets=CURVE, progress=False, **extra)
-        report["protocol_name"] = name
-        report["budgets"], report["runs"] = budgets, runs
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report))
-        os.replace(tmp, cached)
-        reports[name] = report
+        earlier = json.loads(cached.read_text()) if cached.exists() else None
+        if earlier is not None:  # files of before per-model budgets: every model at --max-epochs
+            earlier.setdefault("budgets", {model: opts.max_epochs for model in earlier["models"]})
+            earlier.setdefault("runs", {})
+            earlier.setdefault("evaluated", {model: earlier.get("date") for model in earlier["models"]})
+        fresh = [m for m in models if earlier is None or m not in earlier["models"]
+                 or earlier["budgets"].get(m) != budgets[m] or earlier["runs"].get(m) != runs.get(m)]
+        merged = earlier
+        if fresh:
+            print(f"[{time.strftime('%H:%M:%S')}] evaluating seed {seed} ({name} protocol): {', '.join(fresh)}",
+                  flush=True)
+            evaluate = lambda chosen, into: _evaluate_into(  # noqa: E731
+                into, {m: models[m] for m in chosen}, compare_models, x_val, x_train, train_ds, val_ds, protocol,
+                name, budgets, runs)
+            merged = evaluate(fresh, earlier)
+            if not set(models) <= set(merged["models"]):  # the cached entries could not be joined: all anew
+                print(f"[{time.strftime('%H:%M:%S')}] evaluating seed {seed} ({name} protocol) anew: "
+                      f"{', '.join(models)}", flush=True)
+                merged = evaluate(list(models), None)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".tmp")
+            tmp.write_text(json.dumps(merged))
+            os.replace(tmp, cached)
+        reports[name] = {**merged, "models": {m: merged["models"][m] for m in models},
+                         "budgets": {m: merged["budgets"][m] for m in models},
+                         "runs": {m: merged["runs"].get(m) for m in models},
+                         "evaluated": {m: merged["evaluated"].get(m) for m in models}}
     return reports
+
+
+def _evaluate_into(earlier: dict | None, models: dict, compare_models, x_val, x_train, train_ds, val_ds, protocol,
+                   name: str, budgets: dict, runs: dict) -> dict:
+    """`compare_models` of `models`, joined to the cached report `earlier` when `_mergeable` (else alone)."""
+    extra = {} if protocol is None else {"protocol": protocol}
+    report = compare_models(models, x_val, TARGETS, train_data=x_train, eval_labels=list(val_ds["label"]),
+                            train_labels=list(train_ds["label"]), curve_targets=CURVE, progress=False, **extra)
+    report["protocol_name"] = name
+    report["budgets"] = {m: budgets[m] for m in models}
+    report["runs"] = {m: runs.get(m) for m in models}
+    report["evaluated"] = {m: report.get("date") for m in models}
+    why = None if earlier is None else _mergeable(earlier, report)
+    if earlier is None or why is not None:
+        if why is not None:
+            print(f"  cached {name} evaluation not reused: {why}", flush=True)
+        return report
+    merged = {**earlier, "models": {**earlier["models"], **report["models"]},
+              "budgets": {**earlier["budgets"], **report["budgets"]}, "runs": {**earlier["runs"], **report["runs"]},
+              "evaluated": {**earlier["evaluated"], **report["evaluated"]}}
+    return merged
 
 
 def machine() -> str:

@@ -166,3 +166,45 @@ def test_a_cached_evaluation_is_reused_only_for_the_same_trained_models(tmp_path
     opts.max_epochs_for = {"MSAE (RW)": 270}
     evaluate({"MSAE (RW)": benchmark_quality.run_fingerprint({"steps": 2000, "eval_fvu": 0.0041})})
     assert len(calls) == 3  # same fingerprint, another budget: evaluated again
+
+
+def test_only_the_retrained_model_is_evaluated_again_and_joins_the_cached_entries(tmp_path, monkeypatch):
+    """Per-model cache: retraining one model re-evaluates that model alone, its entry joins the cached ones; when
+    the shared probe scores the originals differently (another setting) every model is evaluated anew."""
+    import cedar_hf.data
+    import cedar_hf.evaluation
+
+    calls, probe = [], {"cross_entropy": 1.0379, "accuracy": 0.70}
+
+    def compare_models(models, x_val, targets, protocol="cedar-hf", **kwargs):
+        calls.append(sorted(models))
+        return {"models": {name: {"matched": [len(calls)]} for name in models}, "targets": list(targets),
+                "probe_on_original": dict(probe), "date": f"call {len(calls)}"}
+
+    monkeypatch.setattr(cedar_hf.evaluation, "compare_models", compare_models)
+    monkeypatch.setattr(cedar_hf.data, "load_dataset", lambda path: {"label": ["a"]})
+    monkeypatch.setattr(cedar_hf.data, "embedding_matrix", lambda ds, flatten_tokens: None)
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path)
+    opts = SimpleNamespace(tag="t", max_epochs=90, max_epochs_for={}, protocols=["cedar-hf"])
+    fp = benchmark_quality.run_fingerprint
+    runs = {"TopK": fp({"steps": 100, "eval_fvu": 0.2}), "MSAE (RW)": fp({"steps": 4320, "eval_fvu": 0.003})}
+    models = {"TopK": None, "MSAE (RW)": None}
+    evaluate = lambda runs: benchmark_quality.evaluate_seed(models, {"train": 0, "val": 0}, 0, opts,  # noqa: E731
+                                                            runs)["cedar-hf"]
+    evaluate(runs)
+    runs["MSAE (RW)"] = fp({"steps": 2000, "eval_fvu": 0.004})  # retrained under another stopping rule
+    report = evaluate(runs)
+    assert calls == [["MSAE (RW)", "TopK"], ["MSAE (RW)"]]
+    assert report["models"] == {"TopK": {"matched": [1]}, "MSAE (RW)": {"matched": [2]}}
+    assert report["evaluated"] == {"TopK": "call 1", "MSAE (RW)": "call 2"}
+    cached = json.loads((tmp_path / "evaluations" / "t" / "seed0-cedar-hf.json").read_text())
+    assert cached["runs"] == {name: list(value) for name, value in runs.items()}
+    assert evaluate(runs)["models"] == report["models"] and len(calls) == 2  # nothing changed: all from the cache
+    # a subset of the models reads its entries from the cache and returns only those
+    assert set(benchmark_quality.evaluate_seed({"TopK": None}, {"train": 0, "val": 0}, 0, opts,
+                                               {"TopK": runs["TopK"]})["cedar-hf"]["models"]) == {"TopK"}
+    probe["cross_entropy"] = 1.05  # the probe of another setting: the cached entries cannot be joined
+    runs["MSAE (RW)"] = fp({"steps": 2100, "eval_fvu": 0.004})
+    report = evaluate(runs)
+    assert calls[2:] == [["MSAE (RW)"], ["MSAE (RW)", "TopK"]]
+    assert report["models"] == {"TopK": {"matched": [4]}, "MSAE (RW)": {"matched": [4]}}
