@@ -6,12 +6,13 @@ Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes 
               file (noun.animal, verb.motion, ...); 50k train / 10k held out (a seeded split).
   2. train    per seed: CEDAR (k_target = 10, Cayley, matrix_exp and orthogonal), ReLU (λ = 0.01), TopK (k = 64),
               BatchTopK (k = 32), each also with overcomplete's residual auxiliary loss (`+ residual aux`,
-              `residual_aux_coefficient=0.1`), MSAE (RW, levels doubling from 64) — SAEs 8× — plus the no-rotation
-              and Semi-NMF baselines, with `cedar_hf.train` and one recipe (`--recipe`, default `cedar-hf`: stop
-              when the held-out FVU has not improved 0.2 % for 3 epochs, at most `--max-epochs`, or a model's own
-              `--max-epochs-for` budget); overcomplete 0.3.0's TopKSAE / BatchTopKSAE in their own venv on the same
-              standardised tensors, with the same plateau rule. Every training checkpoints each epoch: one cut
-              short (a session's end, a crash) continues exactly where it stopped when the script is run again.
+              `residual_aux_coefficient=0.1`; TopK also with overcomplete's plain MSE, `(MSE)`), MSAE (RW,
+              levels doubling from 64) — SAEs 8× — plus the no-rotation and Semi-NMF baselines, with
+              `cedar_hf.train` and one recipe (`--recipe`, default `cedar-hf`: stop when the held-out objective
+              has not improved 0.2 % for 3 epochs, at most `--max-epochs`, or a model's own `--max-epochs-for`
+              budget); overcomplete 0.3.0's TopKSAE / BatchTopKSAE in their own venv on the same standardised
+              tensors, with the same plateau rule. Every training checkpoints each epoch: one cut short (a
+              session's end, a crash) continues exactly where it stopped when the script is run again.
   3. evaluate per seed, with `cedar_hf.evaluation.compare_models`: FVU-matched K, IC, CS, LP, CKNNA at FVU
               0.25 / 0.30 / 0.35 plus a sweep for the K–FVU and IC–FVU curves, under every protocol the
               evaluation module offers (`cedar-hf`, and `msae` where available); cached per model, so a model
@@ -184,6 +185,9 @@ def model_specs(expansion: int, tau: int) -> dict:
         # With overcomplete's auxiliary loss (the one its TopKSAE / BatchTopKSAE train with, penalty 0.1): the top
         # half of the unselected pre-activations fit the residual every step (`residual_aux_coefficient`).
         "TopK + residual aux": ("topk_sae", dict(expansion_factor=expansion, k=64, residual_aux_coefficient=0.1)),
+        # ... and overcomplete's loss exactly: plain MSE (ours is MSAE's per-sample normalised MSE) for both terms
+        "TopK + residual aux (MSE)": ("topk_sae", dict(expansion_factor=expansion, k=64, residual_aux_coefficient=0.1,
+                                                       reconstruction_loss="mse")),
         "BatchTopK + residual aux": ("batchtopk_sae", dict(expansion_factor=expansion, k=32,
                                                            residual_aux_coefficient=0.1)),
         # The seed's other baselines (issue 8): CEDAR without its rotation (only the mean), and Semi-NMF fitted by

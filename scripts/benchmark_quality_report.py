@@ -15,7 +15,8 @@ import statistics
 from cedar_hf.atomic import atomic_path
 
 METRICS = (("K", "K ↓", 2), ("IC", "IC ↓", 1), ("CS", "CS ↑", 3), ("LP", "LP ↓", 3), ("CKNNA", "CKNNA ↑", 3))
-SAE_PEERS = ("ReLU", "TopK", "BatchTopK", "MSAE (RW)", "TopK + residual aux", "BatchTopK + residual aux")
+SAE_PEERS = ("ReLU", "TopK", "BatchTopK", "MSAE (RW)", "TopK + residual aux", "TopK + residual aux (MSE)",
+             "BatchTopK + residual aux")
 CEDARS = ("CEDAR (Cayley)", "CEDAR (matrix_exp)", "CEDAR (orthogonal)")
 
 
@@ -89,7 +90,7 @@ def target_checks(agg: dict, targets: list) -> list:
                              f"{cell['seeds']} seeds (lowest FVU {cell['min_fvu']:.3f}).")
     if not lines:
         lines.append("- Every model reaches every target FVU in every seed.")
-    for mine in ("TopK", "TopK + residual aux"):
+    for mine in ("TopK", "TopK + residual aux", "TopK + residual aux (MSE)"):
         for target in targets:
             ours, peer = agg.get(mine, {}).get(target), agg.get("overcomplete TopK", {}).get(target)
             if ours and peer and ours["K"][0] is not None and peer["K"][0] is not None:
