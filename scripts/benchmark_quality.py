@@ -452,10 +452,10 @@ def evaluate_seed(models: dict, paths: dict, seed: int, opts, runs: dict | None 
                 print(f"[{time.strftime('%H:%M:%S')}] evaluating seed {seed} ({name} protocol) anew: "
                       f"{', '.join(models)}", flush=True)
                 merged = evaluate(list(models), None)
+            from benchmark_quality_report import _atomic_write
+
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp")
-            tmp.write_text(json.dumps(merged))
-            os.replace(tmp, cached)
+            _atomic_write(cached, json.dumps(merged))
         reports[name] = {**merged, "models": {m: merged["models"][m] for m in models},
                          "budgets": {m: merged["budgets"][m] for m in models},
                          "runs": {m: merged["runs"].get(m) for m in models},
