@@ -38,6 +38,7 @@ import os
 from pathlib import Path
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -53,6 +54,7 @@ from benchmark_quality_report import write_results  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "cache"
 RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_PATIENCE = 3
 WORDNET = Path("/usr/share/wordnet")
 BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 TARGETS, CURVE = (0.25, 0.30, 0.35), (0.15, 0.20, 0.45, 0.55)
@@ -245,6 +247,18 @@ def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
     folder = model_folder(name, seed, opts)
     if (folder / "metrics.json").exists():
         return AutoModel.from_pretrained(str(folder)).eval(), _run_record(folder)
+    shorter = _shorter_patience(folder, opts)
+    if shorter is not None and list_checkpoints(str(shorter), complete_only=True) and not list_checkpoints(str(folder)):
+        # the same run up to its last checkpoint (its stop, or the end of its budget): continued at this patience
+        # by the trainer (a raised patience is the same run so far); only its checkpoints are copied, so a
+        # continuation cut short never leaves the shorter run's metrics.json looking like this run's
+        tmp = folder.with_name(folder.name + ".tmp-copy")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(shorter / "checkpoints", tmp / "checkpoints")
+        shutil.rmtree(folder, ignore_errors=True)  # (a folder killed before its first checkpoint holds nothing)
+        os.replace(tmp, folder)
+        print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: continuing the run of {shorter} (stopped on its "
+              f"plateau or at its budget) at patience {opts.patience}", flush=True)
     model_type, config = spec
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
     torch.manual_seed(seed)  # the initialisation
@@ -261,6 +275,20 @@ def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
           f"recipe {opts.recipe}, at most {budget(name, opts)} epochs)", flush=True)
     model = cedar_hf.train(model, str(paths["train"]), args, eval_dataset=str(paths["val"]))
     return model.eval(), _run_record(folder)
+
+
+def _shorter_patience(path: Path, opts, root: Path | None = None) -> Path | None:
+    """`path` (a model folder or file of this run's cache folder under `root`) in the cache folder of the same
+    setting at the largest smaller positive patience, if there is one: a run at a larger patience is that run up to
+    where that one stopped (it had fewer bad evaluations in a row than its patience at every evaluation before)."""
+    root = root or CACHE / "models"
+    base = opts.tag.rsplit("-p", 1)[0]
+    found = []
+    for tag in root.glob(f"{base}-p*"):
+        patience = tag.name[len(base) + 2:]
+        if patience.isdigit() and 0 < int(patience) < opts.patience and (tag / path.name).exists():
+            found.append((int(patience), tag / path.name))
+    return max(found)[1] if found else None
 
 
 def _run_record(folder: Path) -> dict:
@@ -355,6 +383,14 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
     for epochs, group in groups.items():
         kinds = "" if len(group) == 2 else "-" + group[0][0]
         out = CACHE / "models" / opts.tag / f"overcomplete-seed{seed}{kinds}{_budget_suffix(group[0][1], opts)}.pt"
+        shorter = None if out.exists() else _shorter_patience(out, opts)
+        if shorter is not None and _ran_whole_budget(torch.load(shorter, weights_only=False), group):
+            # no plateau in the whole budget at the smaller patience: none at this one either, the same run
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shorter, out.with_name(out.name + ".tmp"))
+            os.replace(out.with_name(out.name + ".tmp"), out)
+            print(f"[{time.strftime('%H:%M:%S')}] {' / '.join(n for _, n in group)} seed {seed}: {shorter} ran its "
+                  f"whole budget without a plateau, so it is this patience's run too", flush=True)
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             print(f"[{time.strftime('%H:%M:%S')}] training {' / '.join(n for _, n in group)} seed {seed} (at most "
@@ -377,6 +413,10 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
                       "eval_fvu": result[kind]["history"][-1]["eval/fvu"],
                       "max_abs_code_difference_vs_overcomplete": check}
     return {"models": models, "training": info}
+
+
+def _ran_whole_budget(result: dict, group: list) -> bool:
+    return all(not result[kind]["stopped_on_plateau"] for kind, _ in group)
 
 
 # ---- 3. evaluation -------------------------------------------------------------------------------------------------
@@ -434,6 +474,11 @@ def evaluate_seed(models: dict, paths: dict, seed: int, opts, runs: dict | None 
         cached = CACHE / "evaluations" / opts.tag / f"seed{seed}-{name}.json"
         budgets = {model: budget(model, opts) for model in models}
         earlier = json.loads(cached.read_text()) if cached.exists() else None
+        shorter = None if cached.exists() else _shorter_patience(cached, opts, CACHE / "evaluations")
+        if shorter is not None:  # a model whose run is the same there (same steps and held-out FVU) keeps its entry
+            earlier = json.loads(shorter.read_text())
+            print(f"[{time.strftime('%H:%M:%S')}] seed {seed} ({name} protocol): starting from the evaluations of "
+                  f"{shorter} (the models whose runs did not change there are not evaluated again)", flush=True)
         if earlier is not None:  # files of before per-model budgets: every model at --max-epochs
             earlier.setdefault("budgets", {model: opts.max_epochs for model in earlier["models"]})
             earlier.setdefault("runs", {})
@@ -547,7 +592,8 @@ def write_training_only(training: dict, opts, started: float) -> None:
     from benchmark_quality_report import _atomic_write, training_markdown
 
     own = dict(getattr(opts, "max_epochs_for", {}))  # a file of its own per set of per-model budgets
-    name = f"quality_training_{opts.max_epochs}ep" + "".join(f"_{slug(n)}-{e}ep" for n, e in sorted(own.items()))
+    name = (f"quality_training_{opts.max_epochs}ep" + ("" if opts.patience == DEFAULT_PATIENCE else f"_p{opts.patience}")
+            + "".join(f"_{slug(n)}-{e}ep" for n, e in sorted(own.items())))
     settings = {**run_settings(opts), "minutes": round((time.time() - started) / 60, 1)}
     mine = set(training)
     training = _with_earlier_training(RESULTS / f"{name}.json", training, settings)
@@ -631,7 +677,10 @@ def main() -> None:
                         help="a model's own epoch budget instead of --max-epochs, e.g. 'MSAE (RW)=270' for a model "
                              "still improving at --max-epochs; its cache folders get an '-{EPOCHS}ep' suffix and "
                              "--add-to-json pools only runs with the same budgets")
-    parser.add_argument("--patience", type=int, default=3, help="held-out evaluations (epochs) without 0.2 %% gain")
+    parser.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
+                        help="held-out evaluations (epochs) without 0.2 %% gain that stop a training; a run at a "
+                             "larger patience continues the cached runs of a smaller one (the same run up to their "
+                             "stop) instead of training from the start")
     parser.add_argument("--curriculum-epochs", type=int, default=5, help="CEDAR's τ, in epochs")
     parser.add_argument("--budget-minutes", type=float, default=60.0,
                         help="start no new training after this much wall-clock (cached runs still count)")

@@ -64,9 +64,13 @@ def test_stage_train_writes_its_own_training_table_and_leaves_quality_json_alone
     assert "MSAE (RW) at most 270" in (tmp_path / "quality_training_90ep_msae-rw-270ep.md").read_text()
     assert set(json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]) == {"TopK", "ReLU"}
     opts.max_epochs_for = {}
-    opts.patience = 5  # another setting: its table replaces the file's
+    opts.patience = 5  # another patience: a file of its own (`_p5`), the default patience's file untouched
     benchmark_quality.write_training_only({"ReLU": {0: row}}, opts, 0.0)
-    assert set(json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]) == {"ReLU"}
+    assert set(json.loads((tmp_path / "quality_training_90ep_p5.json").read_text())["training"]) == {"ReLU"}
+    assert set(json.loads((tmp_path / "quality_training_90ep.json").read_text())["training"]) == {"TopK", "ReLU"}
+    opts.recipe = "msae"  # another setting with the same file name: its table replaces the file's
+    benchmark_quality.write_training_only({"TopK": {0: row}}, opts, 0.0)
+    assert set(json.loads((tmp_path / "quality_training_90ep_p5.json").read_text())["training"]) == {"TopK"}
 
 
 # ---- per-model epoch budgets and resumable trainings ----------------------------------------------------------------
@@ -208,3 +212,62 @@ def test_only_the_retrained_model_is_evaluated_again_and_joins_the_cached_entrie
     report = evaluate(runs)
     assert calls[2:] == [["MSAE (RW)"], ["MSAE (RW)", "TopK"]]
     assert report["models"] == {"TopK": {"matched": [4]}, "MSAE (RW)": {"matched": [4]}}
+
+
+def test_a_larger_patience_continues_the_smaller_patience_runs(tmp_path, monkeypatch, capsys):
+    """`--patience 4` after a `--patience 1` run of the same setting continues its runs from where they stopped
+    (only their checkpoints are copied) and ends as a patience-4 run from the start ends; an evaluation cache of
+    the smaller patience gives its entries to the models whose runs did not change."""
+    import dataclasses
+
+    import datasets
+    import torch
+
+    import cedar_hf
+    import cedar_hf.data
+    import cedar_hf.evaluation
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(2048 + 256, 384, generator=g)
+    paths = {}
+    for split, part in (("train", rows[:2048]), ("val", rows[2048:])):
+        paths[split] = tmp_path / split
+        datasets.Dataset.from_dict({"embedding": part.numpy()}).save_to_disk(str(paths[split]))
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
+    real_train = cedar_hf.train  # min_delta 0.9: every evaluation after the first is bad, patience p stops at p + 1
+    monkeypatch.setattr(cedar_hf, "train", lambda m, d, a, **kw: real_train(
+        m, d, dataclasses.replace(a, plateau_min_delta=0.9), **kw))
+    spec = ("topk_sae", dict(expansion_factor=1, k=16))
+    opts = lambda tag, patience: SimpleNamespace(tag=f"{tag}-p{patience}", recipe="cedar-hf", max_epochs=8,  # noqa: E731
+                                                 max_epochs_for={}, patience=patience, n_train=2048)
+    _, short = benchmark_quality.train_ours("TopK", spec, 0, paths, opts("a", 1))
+    assert short["step"] == 4 and short["train/stopped_on_plateau"]  # 2 steps an epoch, stopped at epoch 2
+    straight, straight_run = benchmark_quality.train_ours("TopK", spec, 0, paths, opts("b", 4))
+    capsys.readouterr()
+    longer, longer_run = benchmark_quality.train_ours("TopK", spec, 0, paths, opts("a", 4))
+    assert "continuing the run of" in capsys.readouterr().out
+    assert longer_run["step"] == straight_run["step"] == 10 and longer_run["train/stopped_on_plateau"]
+    assert [h["step"] for h in longer_run["history"]] == [h["step"] for h in straight_run["history"]]
+    torch.testing.assert_close(longer.W_dec, straight.W_dec, rtol=1e-5, atol=1e-6)
+    folder = benchmark_quality.model_folder("TopK", 0, opts("a", 1))
+    assert json.loads((folder / "metrics.json").read_text())["step"] == 4  # the shorter run is left as it was
+
+    calls = []
+
+    def compare_models(models, x_val, targets, protocol="cedar-hf", **kwargs):
+        calls.append(sorted(models))
+        return {"models": {name: {"matched": [len(calls)]} for name in models}, "targets": list(targets),
+                "probe_on_original": {"cross_entropy": 1.0, "accuracy": 0.5}, "date": f"call {len(calls)}"}
+
+    monkeypatch.setattr(cedar_hf.evaluation, "compare_models", compare_models)
+    monkeypatch.setattr(cedar_hf.data, "load_dataset", lambda path: {"label": ["a"]})
+    monkeypatch.setattr(cedar_hf.data, "embedding_matrix", lambda ds, flatten_tokens: None)
+    fp = benchmark_quality.run_fingerprint
+    models, same = {"TopK": None, "MSAE (RW)": None}, fp({"steps": 4320, "eval_fvu": 0.003})
+    for patience, topk in ((1, fp({"steps": 4, "eval_fvu": 0.9})), (4, fp({"steps": 10, "eval_fvu": 0.8}))):
+        chosen = opts("a", patience)
+        chosen.protocols = ["cedar-hf"]
+        report = benchmark_quality.evaluate_seed(models, paths, 0, chosen, {"TopK": topk, "MSAE (RW)": same})
+    assert calls == [["MSAE (RW)", "TopK"], ["TopK"]]  # MSAE's run is the same at patience 4: its entry is kept
+    assert report["cedar-hf"]["models"] == {"TopK": {"matched": [2]}, "MSAE (RW)": {"matched": [1]}}
+    assert (tmp_path / "cache" / "evaluations" / "a-p1" / "seed0-cedar-hf.json").exists()

@@ -221,3 +221,33 @@ def test_a_run_stopped_on_a_plateau_resumes_to_the_same_stop(tmp_path):
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["step"] == 6  # no step after the stop
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=1e-10, msg=key)
+
+
+def test_a_run_stopped_on_a_plateau_continues_with_a_larger_patience_as_that_run_would(tmp_path):
+    """Patience 2 stops at step 6; resumed with patience 4 it goes on to the straight patience-4 run's stop (step
+    10) with the same weights and history. A smaller patience would have stopped earlier: refused, naming it."""
+    z, _, _ = planted_sparse(1024, 16, 3, seed=8)
+    train_set = datasets.Dataset.from_dict({"embedding": z[:768].double().numpy()})
+    eval_set = datasets.Dataset.from_dict({"embedding": z[768:].double().numpy()})
+    common = dict(batch_size=128, max_steps=40, eval_steps=2, save_steps=2, plateau_min_delta=0.99,
+                  report_to="none", disable_tqdm=True, learning_rate=3e-3)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_model("topk_sae", 16).double()
+
+    straight = train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "p4"), plateau_patience=4, **common),
+                     eval_set)
+    train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "p2"), plateau_patience=2, **common), eval_set)
+    assert json.loads((tmp_path / "p2" / "metrics.json").read_text())["step"] == 6
+    with pytest.raises(ValueError, match="plateau_patience: 2 -> 1"):
+        train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "p2"), resume_from_checkpoint="latest",
+                                               plateau_patience=1, **common), eval_set)
+    longer = train(fresh(), train_set, TrainingArgs(output_dir=str(tmp_path / "p2"), resume_from_checkpoint="latest",
+                                                    plateau_patience=4, **common), eval_set)
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("p4", "p2")]
+    assert metrics[1]["step"] == metrics[0]["step"] == 10 and metrics[1]["train/stopped_on_plateau"]
+    assert [h["step"] for h in metrics[1]["history"]] == [h["step"] for h in metrics[0]["history"]]
+    assert TrainingArgs.from_json_file(tmp_path / "p2" / "training_args.json").plateau_patience == 4
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(longer.state_dict()[key], value, rtol=0, atol=1e-10, msg=key)

@@ -83,7 +83,8 @@ class TrainingArgs:
         default=None,
         metadata=_help("Stop when the held-out FVU (CEDAR) or held-out loss (SAEs: their penalised objective) has not "
                        "improved by plateau_min_delta (relative) for this many evaluations; needs an evaluation set; "
-                       "0: never. Unset: the recipe's (cedar-hf 3, msae 0)."),
+                       "0: never. Unset: the recipe's (cedar-hf 3, msae 0). Raised on --resume, a run that "
+                       "stopped on its plateau goes on as a run with the larger patience would have."),
     )
     plateau_min_delta: float = field(
         default=0.002, metadata=_help("Relative improvement of the watched held-out metric that resets the plateau count.")

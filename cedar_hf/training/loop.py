@@ -197,6 +197,8 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
         check_same_data(checkpoint, len(stream), total_steps, state.total_steps, args)
         for name, value in state.plateau.items():  # a resumed run stops where the uninterrupted one would
             setattr(recipe.plateau, name, value)
+        if "bad" in state.plateau:  # stopped under this run's patience (a raised one continues; resume.py)
+            recipe.plateau.stopped = bool(recipe.plateau.patience) and recipe.plateau.bad >= recipe.plateau.patience
     state.total_steps = total_steps
     if accelerator.is_main_process:
         args.to_json_file(os.path.join(args.output_dir, "training_args.json"))

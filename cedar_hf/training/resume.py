@@ -7,6 +7,12 @@ Resume. The checkpoint records the dictionary's config (`dictionary_config.json`
 refused with a message naming it, unless `resume_with_changes=True` (then a warning: the run is no longer the
 uninterrupted one). Settings that never change the trajectory (`_FREE_FIELDS`) may always differ.
 
+A larger `plateau_patience` than the checkpoint's (from a positive one) is not a change of the run either: every
+evaluation up to the checkpoint had fewer bad evaluations in a row than the old patience, so a run with the larger
+patience from the start took exactly the same steps up to there. It continues a run that stopped on its plateau
+(its last checkpoint is the stopping step) as that run would have gone on: `cedar-hf train ... --resume latest
+--plateau-patience 10` after a patience-3 run that stopped. A smaller patience would have stopped earlier: refused.
+
 A fresh run refuses an `output_dir` that already holds a run (its `training_args.json`, `metrics.json`,
 weights or checkpoints) unless `overwrite_output_dir=True`, which deletes that run's files first
 (transformers' convention) so the two runs never mix.
@@ -87,10 +93,20 @@ def resume_args(args: TrainingArgs, checkpoint: str) -> TrainingArgs:
                 for name, f in known.items()}
     given = {name: value for name, value in args.to_dict().items() if name not in _FREE_FIELDS}
     taken, conflicts = _changes(given, {k: v for k, v in saved.items() if k in known}, defaults)
+    if _raised_patience(*conflicts.get("plateau_patience", (None, None))):
+        old, new = conflicts.pop("plateau_patience")
+        logger.info("resuming %s with plateau_patience %s (was %s): the same run up to the checkpoint, continued as "
+                    "a patience-%s run", checkpoint, new, old, new)
     _refuse_or_warn(conflicts, "training settings", checkpoint, args.resume_with_changes)
     if taken:
         logger.info("resuming %s with its saved settings %s", checkpoint, {k: old for k, (old, _) in taken.items()})
     return replace(args, **{name: old for name, (old, _) in taken.items()})
+
+
+def _raised_patience(saved: Any, given: Any) -> bool:
+    """A plateau patience raised from a positive one (see the module docstring): the same run so far."""
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (saved, given))
+    return whole and 0 < saved < given
 
 
 def _config_defaults(config_class) -> dict:
