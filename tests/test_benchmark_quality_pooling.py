@@ -101,15 +101,10 @@ def test_results_of_other_per_model_budgets_are_not_pooled(tmp_path, monkeypatch
         benchmark_quality._earlier_results(_opts(max_epochs_for={"MSAE (RW)": 270}))
 
 
-def test_a_training_cut_short_continues_from_its_checkpoint(tmp_path, monkeypatch, capsys):
-    """The benchmark checkpoints every epoch; run again, it resumes the same run and ends where an uninterrupted
-    one ends (same steps, same held-out history, same weights up to float rounding)."""
-    import dataclasses
-
+def _random_splits(tmp_path, monkeypatch) -> dict:
+    """2048 training / 256 held-out random 384-d rows saved as datasets; the benchmark's cache under tmp_path."""
     import datasets
     import torch
-
-    import cedar_hf
 
     g = torch.Generator().manual_seed(0)
     rows = torch.randn(2048 + 256, 384, generator=g)
@@ -118,6 +113,19 @@ def test_a_training_cut_short_continues_from_its_checkpoint(tmp_path, monkeypatc
         paths[split] = tmp_path / split
         datasets.Dataset.from_dict({"embedding": part.numpy()}).save_to_disk(str(paths[split]))
     monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
+    return paths
+
+
+def test_a_training_cut_short_continues_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """The benchmark checkpoints every epoch; run again, it resumes the same run and ends where an uninterrupted
+    one ends (same steps, same held-out history, same weights up to float rounding)."""
+    import dataclasses
+
+    import torch
+
+    import cedar_hf
+
+    paths = _random_splits(tmp_path, monkeypatch)
     spec = ("topk_sae", dict(expansion_factor=1, k=16))
     real_train = cedar_hf.train
     finished = {}
@@ -220,20 +228,13 @@ def test_a_larger_patience_continues_the_smaller_patience_runs(tmp_path, monkeyp
     the smaller patience gives its entries to the models whose runs did not change."""
     import dataclasses
 
-    import datasets
     import torch
 
     import cedar_hf
     import cedar_hf.data
     import cedar_hf.evaluation
 
-    g = torch.Generator().manual_seed(0)
-    rows = torch.randn(2048 + 256, 384, generator=g)
-    paths = {}
-    for split, part in (("train", rows[:2048]), ("val", rows[2048:])):
-        paths[split] = tmp_path / split
-        datasets.Dataset.from_dict({"embedding": part.numpy()}).save_to_disk(str(paths[split]))
-    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
+    paths = _random_splits(tmp_path, monkeypatch)
     real_train = cedar_hf.train  # min_delta 0.9: every evaluation after the first is bad, patience p stops at p + 1
     monkeypatch.setattr(cedar_hf, "train", lambda m, d, a, **kw: real_train(
         m, d, dataclasses.replace(a, plateau_min_delta=0.9), **kw))
