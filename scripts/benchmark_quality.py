@@ -9,10 +9,12 @@ Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes 
               `residual_aux_coefficient=0.1`; TopK also with overcomplete's plain MSE, `(MSE)`), MSAE (RW,
               levels doubling from 64) — SAEs 8× — plus the no-rotation and Semi-NMF baselines, with
               `cedar_hf.train` and one recipe (`--recipe`, default `cedar-hf`: stop when the held-out objective
-              has not improved 0.2 % for 3 epochs, at most `--max-epochs`, or a model's own `--max-epochs-for`
-              budget); overcomplete 0.3.0's TopKSAE / BatchTopKSAE in their own venv on the same standardised
-              tensors, with the same plateau rule. Every training checkpoints each epoch: one cut short (a
-              session's end, a crash) continues exactly where it stopped when the script is run again.
+              has not improved 0.2 % for `--patience` epochs (default 3; the committed results: 10), at most
+              `--max-epochs`, or a model's own `--max-epochs-for` budget); overcomplete 0.3.0's TopKSAE /
+              BatchTopKSAE in their own venv on the same standardised tensors, with the same plateau rule. Every
+              training checkpoints each epoch: one cut short (a session's end, a crash) continues exactly where it
+              stopped when the script is run again, and a run at a larger `--patience` continues the cached runs
+              of a smaller one from their last checkpoints (the same run up to there).
   3. evaluate per seed, with `cedar_hf.evaluation.compare_models`: FVU-matched K, IC, CS, LP, CKNNA at FVU
               0.25 / 0.30 / 0.35 plus a sweep for the K–FVU and IC–FVU curves, under every protocol the
               evaluation module offers (`cedar-hf`, and `msae` where available); cached per model, so a model
@@ -22,6 +24,7 @@ every seed, so a run cut short still leaves honest partial results; `--budget-mi
 trainings after that much wall-clock.
 
     OMP_NUM_THREADS=1 nice -n 10 python scripts/benchmark_quality.py                 # everything
+    python scripts/benchmark_quality.py --max-epochs 90 --patience 10                # the committed results
     python scripts/benchmark_quality.py --stage embed                                # only the embeddings
     python scripts/benchmark_quality.py --seeds 0 --models TopK "CEDAR (Cayley)"     # a subset
     python scripts/benchmark_quality.py --from-json                                  # rewrite the report only
@@ -249,16 +252,17 @@ def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
         return AutoModel.from_pretrained(str(folder)).eval(), _run_record(folder)
     shorter = _shorter_patience(folder, opts)
     if shorter is not None and list_checkpoints(str(shorter), complete_only=True) and not list_checkpoints(str(folder)):
-        # the same run up to its last checkpoint (its stop, or the end of its budget): continued at this patience
-        # by the trainer (a raised patience is the same run so far); only its checkpoints are copied, so a
-        # continuation cut short never leaves the shorter run's metrics.json looking like this run's
+        # the same run up to its last checkpoint (its stop, the end of its budget, or where it was cut short):
+        # continued at this patience by the trainer (a raised patience is the same run so far); only its
+        # checkpoints are copied, so a continuation cut short never leaves the shorter run's metrics.json looking
+        # like this run's
         tmp = folder.with_name(folder.name + ".tmp-copy")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(shorter / "checkpoints", tmp / "checkpoints")
         shutil.rmtree(folder, ignore_errors=True)  # (a folder killed before its first checkpoint holds nothing)
         os.replace(tmp, folder)
-        print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: continuing the run of {shorter} (stopped on its "
-              f"plateau or at its budget) at patience {opts.patience}", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: continuing the run of {shorter} from its last "
+              f"checkpoint at patience {opts.patience}", flush=True)
     model_type, config = spec
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
     torch.manual_seed(seed)  # the initialisation
