@@ -28,6 +28,8 @@ trainings after that much wall-clock.
     python scripts/benchmark_quality.py --stage embed                                # only the embeddings
     python scripts/benchmark_quality.py --seeds 0 --models TopK "CEDAR (Cayley)"     # a subset
     python scripts/benchmark_quality.py --from-json                                  # rewrite the report only
+    python scripts/benchmark_quality.py --max-epochs 90 --patience 10 --max-epochs-for "MSAE (RW)=270" \
+        --seeds 0 --models "MSAE (RW)" --results-name quality_msae-rw-270ep          # beside the main results
     python scripts/benchmark_quality.py --max-epochs 90 --max-epochs-for "MSAE (RW)=270" --stage train \
         --seeds 0 --models "MSAE (RW)"                                               # one model's longer budget
 """
@@ -577,7 +579,7 @@ def run(opts) -> None:
         settings = {**run_settings(opts), "expansion": opts.expansion, "seeds_done": sorted(per_seed),
                     "n_train": rows, "n_val": opts.n_val, "training": training,
                     "total_minutes": round(earlier_minutes + (time.time() - started) / 60, 1)}
-        write_results(per_seed, settings, RESULTS, CACHE / "plots")
+        write_results(per_seed, settings, RESULTS, CACHE / "plots", results_name(opts))
     if opts.stage == "train" and training:
         write_training_only(training, opts, started)
 
@@ -644,7 +646,7 @@ def _earlier_results(opts) -> tuple[dict, dict, float]:
     """`--add-to-json`: the per-seed reports and training rows of the quality.json in benchmarks/results, so that
     this run's seeds are added to them (a seed run again replaces its earlier report). Refuses a file written
     with other settings, naming the setting."""
-    path = RESULTS / "quality.json"
+    path = RESULTS / f"{results_name(opts)}.json"
     if not path.exists():
         raise SystemExit(f"--add-to-json: {path} does not exist; run without --add-to-json first")
     earlier = read_json(path, "quality results")
@@ -661,6 +663,14 @@ def _earlier_results(opts) -> tuple[dict, dict, float]:
     training = {name: {int(seed): row for seed, row in rows.items() if int(seed) not in opts.seeds}
                 for name, rows in settings.get("training", {}).items()}
     return per_seed, training, float(settings.get("total_minutes", 0.0))
+
+
+def results_name(opts) -> str:
+    """The results files' stem (`--results-name`): `benchmarks/results/{stem}.{md,json}` and `{stem}_*.png`."""
+    name = getattr(opts, "results_name", None) or "quality"
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or name.startswith("."):
+        raise SystemExit(f"--results-name {name!r}: a file name stem of letters, digits, '-', '_' and '.' only")
+    return name
 
 
 def _cached(name: str, seed: int, opts) -> bool:
@@ -692,15 +702,22 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", choices=["cedar-hf", "msae"], default=None,
                         help="evaluate under these protocols only (default: every one; each costs ~5-10 min a seed "
                              "for the 11 models on 2 cores)")
+    parser.add_argument("--results-name", default="quality",
+                        help="stem of the results files in benchmarks/results ({stem}.md, {stem}.json, "
+                             "{stem}_*.png; default quality, the committed comparison): another setting or a "
+                             "--models subset written beside it instead of over it, e.g. quality_msae-rw-270ep; "
+                             "--add-to-json and --from-json read {stem}.json")
     parser.add_argument("--add-to-json", action="store_true",
                         help="add this run's seeds to the existing benchmarks/results/quality.json (same settings "
                              "required) instead of replacing it, e.g. a third seed for some models")
     opts = parser.parse_args()
     opts.max_epochs_for = parse_budgets(opts.max_epochs_for, [*model_specs(opts.expansion, 0), *OVERCOMPLETE.values()])
     if opts.from_json:
-        full = json.loads((RESULTS / "quality.json").read_text())
+        if not (RESULTS / f"{results_name(opts)}.json").exists():
+            raise SystemExit(f"--from-json: {RESULTS / (results_name(opts) + '.json')} does not exist")
+        full = read_json(RESULTS / f"{results_name(opts)}.json", "quality results")
         per_seed = {int(s): r for s, r in full["per_seed"].items()}
-        write_results(per_seed, full["settings"], RESULTS, CACHE / "plots")
+        write_results(per_seed, full["settings"], RESULTS, CACHE / "plots", results_name(opts))
         return
     run(opts)
 

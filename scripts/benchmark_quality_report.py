@@ -147,19 +147,20 @@ def training_markdown(training: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: Path) -> None:
+def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: Path, name: str = "quality") -> None:
+    """`{name}.json`, `{name}.md` and `{name}_*.png` in `results_dir` (`--results-name`; default `quality`)."""
     from cedar_hf.evaluation import plot_report
 
     protocols = sorted({p for reports in per_seed.values() for p in reports})
     first = per_seed[min(per_seed)]
     targets = first[protocols[0]]["targets"]
     aggregates = {p: aggregate(per_seed, p) for p in protocols}
-    _atomic_write(results_dir / "quality.json", json.dumps(
+    _atomic_write(results_dir / f"{name}.json", json.dumps(
         {"settings": settings, "aggregate": {p: {n: {str(t): c for t, c in cells.items()} for n, cells in a.items()}
                                              for p, a in aggregates.items()},
          "per_seed": {str(s): r for s, r in per_seed.items()}}, indent=1, default=str))
     for png in plot_report(first[protocols[0]], plots_dir):
-        _atomic_write(results_dir / f"quality_{png.name}", png.read_bytes())
+        _atomic_write(results_dir / f"{name}_{png.name}", png.read_bytes())
     sections = []
     for protocol in protocols:
         sections.append(f"### Protocol `{protocol}`\n\n{table_markdown(aggregates[protocol], targets)}\n\n"
@@ -175,8 +176,8 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
         arguments=settings.get("arguments", ""), n_train=settings["n_train"], n_val=settings["n_val"], tables="\n\n".join(sections),
         training=training_markdown(settings["training"]), reading=READING,
         probe=f"cross-entropy {probe.get('cross_entropy', float('nan')):.3f}, accuracy {probe.get('accuracy', float('nan')):.3f}",
-        first_seed=min(per_seed), first_protocol=protocols[0])
-    _atomic_write(results_dir / "quality.md", text)
+        first_seed=min(per_seed), first_protocol=protocols[0], name=name)
+    _atomic_write(results_dir / f"{name}.md", text)
     print(text)
 
 
@@ -273,7 +274,7 @@ Cells are mean ± std over the seeds that reach the target.
 
 {training}
 
-Figures (seed {first_seed}, protocol `{first_protocol}`): `quality_pareto_k_ic.png` (K–FVU Pareto front and IC–FVU
-sweep; × = thresholds below the lowest FVU, where more codes reconstruct worse), `quality_semantic_vs_fvu.png`
+Figures (seed {first_seed}, protocol `{first_protocol}`): `{name}_pareto_k_ic.png` (K–FVU Pareto front and IC–FVU
+sweep; × = thresholds below the lowest FVU, where more codes reconstruct worse), `{name}_semantic_vs_fvu.png`
 (CKNNA and LP vs FVU, the paper's Fig. 8).
 """

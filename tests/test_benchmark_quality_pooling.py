@@ -272,3 +272,26 @@ def test_a_larger_patience_continues_the_smaller_patience_runs(tmp_path, monkeyp
     assert calls == [["MSAE (RW)", "TopK"], ["TopK"]]  # MSAE's run is the same at patience 4: its entry is kept
     assert report["cedar-hf"]["models"] == {"TopK": {"matched": [2]}, "MSAE (RW)": {"matched": [1]}}
     assert (tmp_path / "cache" / "evaluations" / "a-p1" / "seed0-cedar-hf.json").exists()
+
+
+def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, monkeypatch):
+    """`--results-name`: the report of another setting (or a subset) goes to its own files, never over
+    quality.*; `--from-json` / `--add-to-json` read that name; a stem with a path in it is refused."""
+    committed = Path(benchmark_quality.RESULTS) / "quality.json"
+    monkeypatch.setattr(benchmark_quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
+    (tmp_path / "quality_x.json").write_text(committed.read_text())
+    monkeypatch.setattr(sys, "argv", ["benchmark_quality.py", "--from-json", "--results-name", "quality_x"])
+    benchmark_quality.main()
+    written = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert written == ["quality_x.json", "quality_x.md", "quality_x_pareto_k_ic.png", "quality_x_semantic_vs_fvu.png"]
+    assert "`quality_x_pareto_k_ic.png`" in (tmp_path / "quality_x.md").read_text()
+    settings = json.loads(committed.read_text())["settings"]
+    opts = _opts(**{key: settings[key] for key in ("max_epochs", "patience", "n_train", "n_val")},
+                 max_epochs_for=settings["max_epochs_for"], results_name="quality_x", seeds=[2])
+    per_seed, _, _ = benchmark_quality._earlier_results(opts)
+    assert sorted(per_seed) == [0, 1]
+    with pytest.raises(SystemExit, match="does not exist"):
+        benchmark_quality._earlier_results(_opts(results_name="quality_y"))
+    with pytest.raises(SystemExit, match="'../quality'"):
+        benchmark_quality.results_name(SimpleNamespace(results_name="../quality"))
