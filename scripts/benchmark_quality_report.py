@@ -199,7 +199,10 @@ TopK + residual aux (83–87, 0.174; patience 3: 61–68, 0.175), TopK + residua
 **Ran the whole budget** (still gaining 0.2 % within 10 epochs while the learning rate decayed): ReLU, BatchTopK
 (0.227 at k = 32), BatchTopK + residual aux (0.227), MSAE (RW) (0.0030) and overcomplete's TopK (0.172) and BatchTopK
 (0.238). MSAE (RW) is the least converged: its nested objective still fell 1.3 % an epoch at epoch 60 and
-flattened only with the final decay; a 270-epoch budget (`--max-epochs-for "MSAE (RW)=270"`) is under way.
+flattened only with the final decay. With a 270-epoch budget (`--max-epochs-for "MSAE (RW)=270"`, seed 0 so far,
+not in this table) patience 3 stopped it at epoch 128 (held-out FVU 0.0023,
+`quality_training_90ep_msae-rw-270ep.md`); at patience 10 it was still gaining ~0.05 % an epoch at epoch 150
+(run under way).
 
 **`+ residual aux`** = overcomplete's own auxiliary loss (`top_k_auxiliary_loss`, penalty 0.1: every step the top
 half of the unselected pre-activations fit the residual), which overcomplete's TopKSAE / BatchTopKSAE train with;
