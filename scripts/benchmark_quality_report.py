@@ -174,7 +174,9 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
             settings["max_epochs"], ", ".join(f"{n}: {e}" for n, e in settings["max_epochs_for"].items())),
         patience=settings["patience"], seeds=settings["seeds_done"],
         arguments=settings.get("arguments", ""), n_train=settings["n_train"], n_val=settings["n_val"], tables="\n\n".join(sections),
-        training=training_markdown(settings["training"]), reading=READING,
+        training=training_markdown(settings["training"]), reading=READING if name == "quality" else (
+            f"A side run (`--results-name {name}`), written beside the committed comparison; its reading, and the "
+            "rows of every other model, are in `quality.md`."),
         probe=f"cross-entropy {probe.get('cross_entropy', float('nan')):.3f}, accuracy {probe.get('accuracy', float('nan')):.3f}",
         first_seed=min(per_seed), first_protocol=protocols[0], name=name)
     _atomic_write(results_dir / f"{name}.md", text)
@@ -200,9 +202,10 @@ TopK + residual aux (83–87, 0.174; patience 3: 61–68, 0.175), TopK + residua
 (0.227 at k = 32), BatchTopK + residual aux (0.227), MSAE (RW) (0.0030) and overcomplete's TopK (0.172) and BatchTopK
 (0.238). MSAE (RW) is the least converged: its nested objective still fell 1.3 % an epoch at epoch 60 and
 flattened only with the final decay. With a 270-epoch budget (`--max-epochs-for "MSAE (RW)=270"`, seed 0 so far,
-not in this table) patience 3 stopped it at epoch 128 (held-out FVU 0.0023,
-`quality_training_90ep_msae-rw-270ep.md`); at patience 10 it was still gaining ~0.05 % an epoch at epoch 150
-(run under way).
+not in this table) patience 3 stopped it at epoch 128 (`quality_training_90ep_msae-rw-270ep.md`) and patience 10
+at epoch 173 (`quality_msae-rw-270ep.md`): K 39.3 / 29.9 / 22.9 at FVU 0.25 / 0.30 / 0.35 instead of seed 0's
+42.9 / 33.1 / 25.8 at 90 epochs (−8 to −11 %), CKNNA 0.634 at 0.30 (0.632), LP 1.302 (1.293) — still above TopK +
+residual aux and BatchTopK on K, so no verdict below changes; seeds 1 and 2 are under way.
 
 **`+ residual aux`** = overcomplete's own auxiliary loss (`top_k_auxiliary_loss`, penalty 0.1: every step the top
 half of the unselected pre-activations fit the residual), which overcomplete's TopKSAE / BatchTopKSAE train with;

@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import benchmark_quality  # noqa: E402
+import benchmark_quality_report  # noqa: E402
 
 SETTINGS = {"recipe": "cedar-hf", "expansion": 8, "max_epochs": 30, "patience": 3, "n_train": 50000, "n_val": 10000,
             "total_minutes": 71.5, "training": {"TopK": {"0": {"steps": 10}, "1": {"steps": 11}}}}
@@ -285,7 +286,9 @@ def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, 
     benchmark_quality.main()
     written = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert written == ["quality_x.json", "quality_x.md", "quality_x_pareto_k_ic.png", "quality_x_semantic_vs_fvu.png"]
-    assert "`quality_x_pareto_k_ic.png`" in (tmp_path / "quality_x.md").read_text()
+    report = (tmp_path / "quality_x.md").read_text()
+    assert "`quality_x_pareto_k_ic.png`" in report and "A side run (`--results-name quality_x`)" in report
+    assert benchmark_quality_report.READING[:60] not in report  # the committed comparison's reading stays there
     settings = json.loads(committed.read_text())["settings"]
     opts = _opts(**{key: settings[key] for key in ("max_epochs", "patience", "n_train", "n_val")},
                  max_epochs_for=settings["max_epochs_for"], results_name="quality_x", seeds=[2])
