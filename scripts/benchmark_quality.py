@@ -51,7 +51,7 @@ from types import SimpleNamespace
 
 import torch
 
-from cedar_hf.atomic import read_json
+from cedar_hf.atomic import atomic_path, read_json, replace_directory, temp_directory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_quality_report import write_results  # noqa: E402
@@ -258,11 +258,9 @@ def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
         # continued at this patience by the trainer (a raised patience is the same run so far); only its
         # checkpoints are copied, so a continuation cut short never leaves the shorter run's metrics.json looking
         # like this run's
-        tmp = folder.with_name(folder.name + ".tmp-copy")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = temp_directory(folder)
         shutil.copytree(shorter / "checkpoints", tmp / "checkpoints")
-        shutil.rmtree(folder, ignore_errors=True)  # (a folder killed before its first checkpoint holds nothing)
-        os.replace(tmp, folder)
+        replace_directory(tmp, folder)  # (a folder killed before its first checkpoint holds nothing to keep)
         print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: continuing the run of {shorter} from its last "
               f"checkpoint at patience {opts.patience}", flush=True)
     model_type, config = spec
@@ -392,9 +390,8 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
         shorter = None if out.exists() else _shorter_patience(out, opts)
         if shorter is not None and _ran_whole_budget(torch.load(shorter, weights_only=False), group):
             # no plateau in the whole budget at the smaller patience: none at this one either, the same run
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shorter, out.with_name(out.name + ".tmp"))
-            os.replace(out.with_name(out.name + ".tmp"), out)
+            with atomic_path(out) as tmp:
+                shutil.copyfile(shorter, tmp)
             print(f"[{time.strftime('%H:%M:%S')}] {' / '.join(n for _, n in group)} seed {seed}: {shorter} ran its "
                   f"whole budget without a plateau, so it is this patience's run too", flush=True)
         if not out.exists():
@@ -479,12 +476,12 @@ def evaluate_seed(models: dict, paths: dict, seed: int, opts, runs: dict | None 
         name = protocol or "cedar-hf"
         cached = CACHE / "evaluations" / opts.tag / f"seed{seed}-{name}.json"
         budgets = {model: budget(model, opts) for model in models}
-        earlier = json.loads(cached.read_text()) if cached.exists() else None
-        shorter = None if cached.exists() else _shorter_patience(cached, opts, CACHE / "evaluations")
-        if shorter is not None:  # a model whose run is the same there (same steps and held-out FVU) keeps its entry
-            earlier = json.loads(shorter.read_text())
+        # none yet: a smaller patience's, where a model whose run is the same (steps, held-out FVU) keeps its entry
+        source = cached if cached.exists() else _shorter_patience(cached, opts, CACHE / "evaluations")
+        earlier = json.loads(source.read_text()) if source is not None else None
+        if source not in (None, cached):
             print(f"[{time.strftime('%H:%M:%S')}] seed {seed} ({name} protocol): starting from the evaluations of "
-                  f"{shorter} (the models whose runs did not change there are not evaluated again)", flush=True)
+                  f"{source} (the models whose runs did not change there are not evaluated again)", flush=True)
         if earlier is not None:  # files of before per-model budgets: every model at --max-epochs
             earlier.setdefault("budgets", {model: opts.max_epochs for model in earlier["models"]})
             earlier.setdefault("runs", {})
@@ -713,11 +710,12 @@ def main() -> None:
     opts = parser.parse_args()
     opts.max_epochs_for = parse_budgets(opts.max_epochs_for, [*model_specs(opts.expansion, 0), *OVERCOMPLETE.values()])
     if opts.from_json:
-        if not (RESULTS / f"{results_name(opts)}.json").exists():
-            raise SystemExit(f"--from-json: {RESULTS / (results_name(opts) + '.json')} does not exist")
-        full = read_json(RESULTS / f"{results_name(opts)}.json", "quality results")
+        stem = results_name(opts)
+        if not (RESULTS / f"{stem}.json").exists():
+            raise SystemExit(f"--from-json: {RESULTS / f'{stem}.json'} does not exist")
+        full = read_json(RESULTS / f"{stem}.json", "quality results")
         per_seed = {int(s): r for s, r in full["per_seed"].items()}
-        write_results(per_seed, full["settings"], RESULTS, CACHE / "plots", results_name(opts))
+        write_results(per_seed, full["settings"], RESULTS, CACHE / "plots", stem)
         return
     run(opts)
 
