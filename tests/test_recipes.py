@@ -164,6 +164,21 @@ def test_plateau_stopper_counts_evaluations_without_relative_improvement():
     assert not PlateauStopper(0, 0.01).update(1.0)  # patience 0: never stops
 
 
+def test_plateau_stopper_restore_rederives_stopped_under_its_own_patience():
+    saved = PlateauStopper(patience=2, min_delta=0.01)
+    for v in (0.5, 0.5, 0.5):
+        saved.update(v)
+    assert saved.state() == {"best": 0.5, "bad": 2, "stopped": True}
+    same, raised = PlateauStopper(2, 0.01), PlateauStopper(4, 0.01)
+    same.restore(saved.state())
+    raised.restore(saved.state())
+    assert same.stopped and not raised.stopped and raised.bad == 2  # a raised patience goes on...
+    assert [raised.update(0.5), raised.update(0.5)] == [False, True]  # ...and stops at its own patience
+    legacy = PlateauStopper(4, 0.01)
+    legacy.restore({"stopped": True})  # a checkpoint without a count keeps its flag
+    assert legacy.stopped and legacy.bad == 0
+
+
 def test_training_stops_on_a_held_out_plateau(tmp_path):
     g = torch.Generator().manual_seed(4)
     z = torch.randn(600, 8, generator=g)

@@ -195,10 +195,7 @@ def train(model, train_dataset, args: Optional[TrainingArgs] = None, eval_datase
     if checkpoint is not None:
         accelerator.load_state(checkpoint)
         check_same_data(checkpoint, len(stream), total_steps, state.total_steps, args)
-        for name, value in state.plateau.items():  # a resumed run stops where the uninterrupted one would
-            setattr(recipe.plateau, name, value)
-        if "bad" in state.plateau:  # stopped under this run's patience (a raised one continues; resume.py)
-            recipe.plateau.stopped = bool(recipe.plateau.patience) and recipe.plateau.bad >= recipe.plateau.patience
+        recipe.plateau.restore(state.plateau)  # a resumed run stops where the uninterrupted one would
     state.total_steps = total_steps
     if accelerator.is_main_process:
         args.to_json_file(os.path.join(args.output_dir, "training_args.json"))
@@ -257,7 +254,7 @@ def _run_steps(accelerator, wrapped, model, optimizer, scheduler, recipe: Recipe
         if eval_stream is not None and args.eval_steps and state.step % args.eval_steps == 0:
             metrics = _evaluate_and_log(accelerator, model, recipe, eval_stream, state, args)
             stop = recipe.should_stop(accelerator, metrics, model, state.step)
-            state.plateau = {key: getattr(recipe.plateau, key) for key in ("best", "bad", "stopped")}
+            state.plateau = recipe.plateau.state()
             if stop:
                 break  # held-out plateau (recipe)
         if args.save_steps and state.step % args.save_steps == 0:

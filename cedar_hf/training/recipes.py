@@ -118,6 +118,19 @@ class PlateauStopper:
         self.stopped = self.bad >= self.patience
         return self.stopped
 
+    def state(self) -> dict:
+        """What a checkpoint keeps of the stopper (`restore` takes it back)."""
+        return {"best": self.best, "bad": self.bad, "stopped": self.stopped}
+
+    def restore(self, saved: dict) -> None:
+        """Take back a checkpoint's `state()`. `stopped` is re-derived from the bad evaluations under this run's
+        patience, so a run resumed with a raised patience (allowed, `resume.py`) goes on where the saved one had
+        stopped; a checkpoint without a `bad` count keeps its saved flag."""
+        self.best = saved.get("best", self.best)
+        self.bad = saved.get("bad", self.bad)
+        self.stopped = (bool(self.patience) and self.bad >= self.patience) if "bad" in saved \
+            else bool(saved.get("stopped", self.stopped))
+
 
 def curriculum_k(step: int, d_in: int, k_target: int, tau: int, seed: int) -> int:
     """CEDAR's training k at `step` (0-based). Draws after τ are a pure function of (seed, step), so every
