@@ -228,7 +228,7 @@ def parse_budgets(values, names) -> dict:
 
 def budget(name: str, opts) -> int:
     """A model's epoch budget: its `--max-epochs-for` entry, else `--max-epochs`."""
-    return getattr(opts, "max_epochs_for", {}).get(name, opts.max_epochs)
+    return opts.max_epochs_for.get(name, opts.max_epochs)
 
 
 def _budget_suffix(name: str, opts) -> str:
@@ -585,7 +585,7 @@ def run_settings(opts) -> dict:
     """When, where and how this invocation ran: the settings both result files record."""
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "load_average": os.getloadavg(), "recipe": opts.recipe, "max_epochs": opts.max_epochs,
-            "max_epochs_for": dict(getattr(opts, "max_epochs_for", {})), "patience": opts.patience,
+            "max_epochs_for": dict(opts.max_epochs_for), "patience": opts.patience,
             "arguments": " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 
@@ -594,7 +594,7 @@ def write_training_only(training: dict, opts, started: float) -> None:
     to see how far the 30-epoch models are from their plateau: quality_training_{N}ep.{md,json}."""
     from benchmark_quality_report import _atomic_write, training_markdown
 
-    own = dict(getattr(opts, "max_epochs_for", {}))  # a file of its own per set of per-model budgets
+    own = dict(opts.max_epochs_for)  # a file of its own per set of per-model budgets
     name = (f"quality_training_{opts.max_epochs}ep" + ("" if opts.patience == DEFAULT_PATIENCE else f"_p{opts.patience}")
             + "".join(f"_{slug(n)}-{e}ep" for n, e in sorted(own.items())))
     settings = {**run_settings(opts), "minutes": round((time.time() - started) / 60, 1)}
@@ -649,7 +649,7 @@ def _earlier_results(opts) -> tuple[dict, dict, float]:
     earlier = read_json(path, "quality results")
     settings = earlier["settings"]
     mine = {"recipe": opts.recipe, "expansion": opts.expansion, "max_epochs": opts.max_epochs,
-            "max_epochs_for": dict(getattr(opts, "max_epochs_for", {})), "patience": opts.patience,
+            "max_epochs_for": dict(opts.max_epochs_for), "patience": opts.patience,
             "n_train": opts.n_train, "n_val": opts.n_val}
     for key in SAME_RUN_KEYS:
         theirs = _saved_setting(settings, key)

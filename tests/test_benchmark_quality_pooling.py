@@ -17,7 +17,7 @@ SETTINGS = {"recipe": "cedar-hf", "expansion": 8, "max_epochs": 30, "patience": 
 
 
 def _opts(**overrides):
-    values = dict(recipe="cedar-hf", expansion=8, max_epochs=30, patience=3, n_train=50000, n_val=10000, seeds=[1, 2])
+    values = dict(recipe="cedar-hf", expansion=8, max_epochs=30, patience=3, n_train=50000, n_val=10000, seeds=[1, 2], max_epochs_for={})
     return SimpleNamespace(**{**values, **overrides})
 
 
@@ -46,7 +46,7 @@ def test_stage_train_writes_its_own_training_table_and_leaves_quality_json_alone
     (tmp_path / "quality.json").write_text("{}")
     row = {"steps": 4320, "epochs": 88.5, "batch_size": 1024, "learning_rate": 5e-4, "train_seconds": 210.0,
            "stopped_on_plateau": True, "eval_fvu": 0.1801}
-    opts = SimpleNamespace(recipe="cedar-hf", max_epochs=90, patience=3)
+    opts = SimpleNamespace(recipe="cedar-hf", max_epochs=90, patience=3, max_epochs_for={})
     benchmark_quality.write_training_only({"TopK": {0: row}}, opts, started=0.0)
     saved = json.loads((tmp_path / "quality_training_90ep.json").read_text())
     assert saved["training"]["TopK"]["0"]["eval_fvu"] == 0.1801 and saved["settings"]["max_epochs"] == 90
