@@ -303,9 +303,12 @@ def _run_record(folder: Path) -> dict:
 
 
 def training_row(metrics: dict, rows: int, max_epochs: int) -> dict:
+    """One model's training in the results: `epochs` counts the trainer's epochs of `rows // batch` steps (its
+    loader drops the last partial batch; the plateau's patience and the epoch budget count the same epochs, and
+    overcomplete's loop does too), so a run of its whole budget shows the budget."""
     history = metrics.get("history", [])
     steps = int(metrics.get("step", 0))
-    return {"steps": steps, "epochs": round(steps * metrics["batch_size"] / rows, 2), "max_epochs": max_epochs,
+    return {"steps": steps, "epochs": round(steps / (rows // metrics["batch_size"]), 2), "max_epochs": max_epochs,
             "batch_size": metrics["batch_size"], "learning_rate": metrics["learning_rate"],
             "train_seconds": round(metrics.get("train/runtime_s", float("nan")), 1),
             "stopped_on_plateau": bool(metrics.get("train/stopped_on_plateau", False)),

@@ -195,9 +195,9 @@ one stopped). Checked against a patience-10 run from the start (TopK + residual 
 overcomplete's two, ReLU's seed 0) are the patience-10 runs as they were, and so are their evaluations (an
 evaluation is reused only for a run of the same steps and held-out FVU). Every training ran with one torch thread
 beside another one-thread process; a continued run's train seconds add its patience-3 part (measured then) to its
-continuation. **Plateau reached** (10 epochs): every CEDAR (orthogonal 34–36 epochs, matrix_exp 43–52, Cayley
-53–57; held-out FVU at k = 10 0.534–0.537, patience 3: 0.536–0.541), TopK (64–66, held-out FVU 0.181 at k = 64),
-TopK + residual aux (83–87, 0.174; patience 3: 61–68, 0.175), TopK + residual aux (MSE) (84–86, 0.174).
+continuation. **Plateau reached** (10 epochs): every CEDAR (orthogonal 35–37 epochs, matrix_exp 44–53, Cayley
+54–58; held-out FVU at k = 10 0.534–0.537, patience 3: 0.536–0.541), TopK (65–67, held-out FVU 0.181 at k = 64),
+TopK + residual aux (84–88, 0.174; patience 3: 62–69, 0.175), TopK + residual aux (MSE) (85–87, 0.174).
 **Ran the whole budget** (still gaining 0.2 % within 10 epochs while the learning rate decayed): ReLU, BatchTopK
 (0.227 at k = 32), BatchTopK + residual aux (0.227), MSAE (RW) (0.0030) and overcomplete's TopK (0.172) and BatchTopK
 (0.238). MSAE (RW) is the least converged: its nested objective still fell 1.3 % an epoch at epoch 60 and

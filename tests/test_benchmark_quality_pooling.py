@@ -298,3 +298,12 @@ def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, 
         benchmark_quality._earlier_results(_opts(results_name="quality_y"))
     with pytest.raises(SystemExit, match="'../quality'"):
         benchmark_quality.results_name(SimpleNamespace(results_name="../quality"))
+
+
+def test_training_row_counts_the_trainers_epochs():
+    # 50 000 rows, batch 1024: an epoch is 48 steps (the loader drops the last partial batch), so a run of its whole
+    # 90-epoch budget (4320 steps) shows 90, as overcomplete's loop counts it, not the 88.47 passes of rows seen
+    row = benchmark_quality.training_row({"step": 4320, "batch_size": 1024, "learning_rate": 5e-4}, 50_000, 90)
+    assert row["epochs"] == 90.0 and row["steps"] == 4320
+    assert benchmark_quality.training_row({"step": 4224, "batch_size": 1024, "learning_rate": 5e-4}, 50_000, 90)[
+        "epochs"] == 88.0
