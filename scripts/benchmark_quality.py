@@ -417,6 +417,7 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
                       "train_seconds": round(result[kind]["seconds"], 1),
                       "stopped_on_plateau": result[kind]["stopped_on_plateau"],
                       "eval_fvu": result[kind]["history"][-1]["eval/fvu"],
+                      "eval_curve": [(h["step"], h["eval/fvu"]) for h in result[kind]["history"]],
                       "max_abs_code_difference_vs_overcomplete": check}
     return {"models": models, "training": info}
 

@@ -147,6 +147,46 @@ def training_markdown(training: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_training_curves(training: dict, seed: int) -> tuple[bytes, list] | None:
+    """The held-out FVU at each model's own k against the epoch for one seed, one line a model (log scale: CEDAR's
+    k = 10 and MSAE's full dictionary sit far from the SAEs' k = 64 / 32), ended by a dot where the run stopped on its
+    plateau and a cross where it ran its whole budget: how converged each row of the table is. PNG bytes and the
+    models drawn, or None when no row of that seed has a curve (rows of before the curves were kept)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {name: seeds.get(seed, seeds.get(str(seed))) for name, seeds in training.items()}
+    rows = {name: row for name, row in rows.items() if row and row.get("eval_curve") and row.get("epochs")}
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 6))
+    colours = plt.get_cmap("tab20")(range(20))  # 14 models: the default 10-colour cycle would repeat
+    for index, (name, row) in enumerate(rows.items()):
+        per_epoch = row["steps"] / row["epochs"]  # the trainer's steps an epoch (rows // batch)
+        points = [(step / per_epoch, fvu) for step, fvu in row["eval_curve"] if fvu is not None and fvu > 0]
+        epochs, fvus = zip(*points)
+        budget = f", budget {row['max_epochs']}" if row.get("max_epochs") else ""
+        line, = ax.plot(epochs, fvus, lw=1.3, color=colours[(2 * index) % 20 + (2 * index) // 20 % 2],
+                        ls="--" if name.startswith("overcomplete") else "-",  # the peer's runs dashed
+                        label=f"{name} ({row['epochs']:g} epochs{budget})")
+        ax.plot(epochs[-1], fvus[-1], "o" if row.get("stopped_on_plateau") else "x", color=line.get_color(), ms=7,
+                mew=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("held-out FVU at the model's own k (log)")
+    ax.set_title(f"Training curves, seed {seed}: ● stopped on its held-out plateau, × ran its whole epoch budget")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue(), list(rows)
+
+
 def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: Path, name: str = "quality") -> None:
     """`{name}.json`, `{name}.md` and `{name}_*.png` in `results_dir` (`--results-name`; default `quality`)."""
     from cedar_hf.evaluation import plot_report
@@ -161,6 +201,9 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
          "per_seed": {str(s): r for s, r in per_seed.items()}}, indent=1, default=str))
     for png in plot_report(first[protocols[0]], plots_dir):
         _atomic_write(results_dir / f"{name}_{png.name}", png.read_bytes())
+    curves = plot_training_curves(settings["training"], min(per_seed))
+    if curves is not None:
+        _atomic_write(results_dir / f"{name}_training_curves.png", curves[0])
     sections = []
     for protocol in protocols:
         sections.append(f"### Protocol `{protocol}`\n\n{table_markdown(aggregates[protocol], targets)}\n\n"
@@ -282,5 +325,6 @@ Cells are mean ± std over the seeds that reach the target.
 
 Figures (seed {first_seed}, protocol `{first_protocol}`): `{name}_pareto_k_ic.png` (K–FVU Pareto front and IC–FVU
 sweep; × = thresholds below the lowest FVU, where more codes reconstruct worse), `{name}_semantic_vs_fvu.png`
-(CKNNA and LP vs FVU, the paper's Fig. 8).
+(CKNNA and LP vs FVU, the paper's Fig. 8), `{name}_training_curves.png` (held-out FVU by epoch, where each run
+stopped).
 """

@@ -285,7 +285,8 @@ def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, 
     monkeypatch.setattr(sys, "argv", ["benchmark_quality.py", "--from-json", "--results-name", "quality_x"])
     benchmark_quality.main()
     written = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
-    assert written == ["quality_x.json", "quality_x.md", "quality_x_pareto_k_ic.png", "quality_x_semantic_vs_fvu.png"]
+    assert written == ["quality_x.json", "quality_x.md", "quality_x_pareto_k_ic.png", "quality_x_semantic_vs_fvu.png",
+                       "quality_x_training_curves.png"]
     report = (tmp_path / "quality_x.md").read_text()
     assert "`quality_x_pareto_k_ic.png`" in report and "A side run (`--results-name quality_x`)" in report
     assert benchmark_quality_report.READING[:60] not in report  # the committed comparison's reading stays there
@@ -307,3 +308,16 @@ def test_training_row_counts_the_trainers_epochs():
     assert row["epochs"] == 90.0 and row["steps"] == 4320
     assert benchmark_quality.training_row({"step": 4224, "batch_size": 1024, "learning_rate": 5e-4}, 50_000, 90)[
         "epochs"] == 88.0
+
+
+def test_training_curves_figure_draws_the_rows_that_kept_a_curve():
+    from benchmark_quality_report import plot_training_curves
+
+    plateau = {"steps": 96, "epochs": 2.0, "max_epochs": 90, "stopped_on_plateau": True,
+               "eval_curve": [(48, 0.5), (96, 0.4)]}
+    budget = {**plateau, "stopped_on_plateau": False, "eval_curve": [(48, 0.3), (96, 0.2)]}
+    training = {"TopK": {0: plateau}, "overcomplete TopK": {"0": budget}, "No rotation": {0: {"steps": 0, "epochs": 0.0}},
+                "old row": {0: {"steps": 96, "epochs": 2.0}}, "other seed": {1: plateau}}
+    png, drawn = plot_training_curves(training, 0)
+    assert png.startswith(b"\x89PNG") and drawn == ["TopK", "overcomplete TopK"]  # int or JSON-string seed keys
+    assert plot_training_curves({"old row": {0: {"steps": 96, "epochs": 2.0}}}, 0) is None
