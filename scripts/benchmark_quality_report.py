@@ -244,11 +244,12 @@ TopK + residual aux (84–88, 0.174; patience 3: 62–69, 0.175), TopK + residua
 **Ran the whole budget** (still gaining 0.2 % within 10 epochs while the learning rate decayed): ReLU, BatchTopK
 (0.227 at k = 32), BatchTopK + residual aux (0.227), MSAE (RW) (0.0030) and overcomplete's TopK (0.172) and BatchTopK
 (0.238). MSAE (RW) is the least converged: its nested objective still fell 1.3 % an epoch at epoch 60 and
-flattened only with the final decay. With a 270-epoch budget (`--max-epochs-for "MSAE (RW)=270"`, seed 0 so far,
-not in this table) patience 3 stopped it at epoch 128 (`quality_training_90ep_msae-rw-270ep.md`) and patience 10
-at epoch 173 (`quality_msae-rw-270ep.md`): K 39.3 / 29.9 / 22.9 at FVU 0.25 / 0.30 / 0.35 instead of seed 0's
-42.9 / 33.1 / 25.8 at 90 epochs (−8 to −11 %), CKNNA 0.634 at 0.30 (0.632), LP 1.302 (1.293) — still above TopK +
-residual aux and BatchTopK on K, so no verdict below changes; seeds 1 and 2 are under way.
+flattened only with the final decay. With a 270-epoch budget (`--max-epochs-for "MSAE (RW)=270"`, not in this
+table) patience 3 stopped seed 0 at epoch 128 (`quality_training_90ep_msae-rw-270ep.md`) and patience 10 stopped
+all three seeds on their plateau at epochs 169–178 (`quality_training_90ep_p10_msae-rw-270ep.md`); seeds 0 and 1,
+evaluated (`quality_msae-rw-270ep.md`): K 39.4 / 30.1 / 23.0 at FVU 0.25 / 0.30 / 0.35 (std ≤ 0.3) instead of 43.3 /
+33.3 / 25.9 at 90 epochs (−9 to −11 %), CKNNA 0.636 at 0.30 (0.632), LP 1.296 (1.289) — still above TopK + residual
+aux and BatchTopK on K, so no verdict below changes; seed 2 is not evaluated yet.
 
 **`+ residual aux`** = overcomplete's own auxiliary loss (`top_k_auxiliary_loss`, penalty 0.1: every step the top
 half of the unselected pre-activations fit the residual), which overcomplete's TopKSAE / BatchTopKSAE train with;
@@ -257,7 +258,11 @@ plain MSE for both terms (`reconstruction_loss="mse"`: its loss exactly). They a
 
 Protocol `cedar-hf` (FVU 0.30 unless said; ranges over the three CEDAR parametrizations, means ± std over the seeds):
 - **Every model reaches every target in every seed.**
-- **Our TopK vs overcomplete's (target K ≤ theirs): met at every target with the same auxiliary loss** — TopK +
+- **Our TopK vs overcomplete's (target K ≤ theirs): met at this 90-epoch budget, missed once both reach their
+  plateau.** Each trained to its own plateau within 270 epochs (seed 0, `quality_topk-270ep.md`): ours stopped at
+  epoch 143 (held-out FVU 0.169, still at its constant learning rate), theirs at 228 (0.155); K 30.8 / 22.5 / 17.0
+  vs 27.9 / 20.7 / 15.6 (ours +9–10 %; `msae` protocol +10–11 %) — ours falls faster early, theirs crosses it near
+  epoch 90 (`quality_topk-270ep_training_curves.png`). At 90 epochs, with the same auxiliary loss — TopK +
   residual aux 32.6 ± 0.1 vs 33.6 ± 0.2 (−2.8 %), 24.1 ± 0.1 vs 24.6 ± 0.0 (−2.3 %), 18.3 ± 0.0 vs 18.6 ± 0.1
   (−2.0 %) at 0.25 / 0.30 / 0.35, each several stds apart; IC lower too (137.5 vs 140.3), LP and CKNNA within 1 %
   (1.285 vs 1.282; 0.625 vs 0.628). With its plain MSE (`(MSE)`): 32.8 / 24.1 / 18.4, also met. At patience 3 it
