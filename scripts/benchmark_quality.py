@@ -79,6 +79,11 @@ assert len(LEXNAMES) == 45
 # ---- 1. embeddings ------------------------------------------------------------------------------------------------
 def read_wordnet_glosses(wordnet_dir: Path = WORDNET) -> list[dict]:
     """Every synset of data.{noun,verb,adj,adv}: id (offset + pos), lemma, gloss (after " | "), label."""
+    missing = [str(wordnet_dir / f"data.{pos}") for pos in ("noun", "verb", "adj", "adv")
+               if not (wordnet_dir / f"data.{pos}").exists()]
+    if missing:
+        raise SystemExit(f"WordNet 3.0 not found: {', '.join(missing)} missing; install Debian's wordnet-base "
+                         "(apt-get install wordnet-base), which puts it in /usr/share/wordnet")
     rows = []
     for pos in ("noun", "verb", "adj", "adv"):
         with open(wordnet_dir / f"data.{pos}", encoding="utf-8", errors="replace") as f:

@@ -321,3 +321,9 @@ def test_training_curves_figure_draws_the_rows_that_kept_a_curve():
     png, drawn = plot_training_curves(training, 0)
     assert png.startswith(b"\x89PNG") and drawn == ["TopK", "overcomplete TopK"]  # int or JSON-string seed keys
     assert plot_training_curves({"old row": {0: {"steps": 96, "epochs": 2.0}}}, 0) is None
+
+
+def test_missing_wordnet_is_a_clear_error_naming_the_files(tmp_path):
+    (tmp_path / "data.noun").write_text("")
+    with pytest.raises(SystemExit, match=r"data\.verb.*data\.adj.*data\.adv.*missing; install Debian's wordnet-base"):
+        benchmark_quality.read_wordnet_glosses(tmp_path)

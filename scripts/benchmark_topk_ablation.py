@@ -1,0 +1,253 @@
+"""Why does our TopK SAE flatten where overcomplete's keeps improving? One change at a time toward overcomplete (#14).
+
+In the quality benchmark (`scripts/benchmark_quality.py`, seed 0, 270-epoch budget, patience 10) our
+`TopK + residual aux` learns faster early (held-out FVU 0.519 vs 0.680 after epoch 1) but stops on its plateau at
+epoch 143 (FVU 0.169), while overcomplete 0.3.0's TopKSAE, trained on the same standardised tensors with the same
+loss, keeps improving until epoch 228 (FVU 0.155). The loss is not the cause (`TopK + residual aux (MSE)`, plain MSE
+as overcomplete, follows the normalised-MSE run within the seed spread). What else differs:
+
+- initialisation: ours is MSAE's (`sae.py` `_init_weights`): unit decoder rows, the encoder tied to them with
+  rows of norm 0.01; overcomplete's is torch's `nn.Linear` default for the encoder (weights and bias uniform in
+  ±1/√d, independent of the dictionary) and a Xavier-uniform dictionary normalised to unit rows;
+- optimiser: ours AdamW (weight decay 0) with ε 6.25e-10 and the gradient norm clipped to 1.0 (MSAE's);
+  overcomplete's `train_sae` uses the caller's `torch.optim.Adam` (here ε 1e-8, as torch's default) and no clipping;
+- the pre-encoder bias `b_dec` (ours learns one; overcomplete has none) and how unit decoder rows are kept (ours
+  removes the parallel gradient and renormalises after the step; overcomplete renormalises before each forward):
+  not varied here.
+
+Each variant is our `TopK + residual aux` (k = 64, 8×, `residual_aux_coefficient=0.1`) trained with
+`cedar_hf.train`, recipe `cedar-hf` (lr 5e-4, batch 1024), on the quality benchmark's MiniLM / WordNet split
+(50k train / 10k held out, its embeddings cache), for a fixed number of epochs at a **constant** learning rate and
+with no early stop, so every curve covers the same epochs under overcomplete's schedule (its loop has no decay; at
+the 270-epoch budget ours never reached its decay either). The held-out FVU (first 4096 held-out rows, as both
+benchmarks evaluate) is recorded after every epoch; at the end, the share of latents that never fire on the 50k
+training rows. overcomplete's own curve is read from the committed benchmark result (`--reference`), not retrained.
+
+Results: benchmarks/results/topk_ablation.{md,json} and topk_ablation_curves.png, rebuilt from every cached run after
+each one, so two processes can train two variants side by side (`--variants`) and the last to finish writes all.
+
+    OMP_NUM_THREADS=1 python scripts/benchmark_topk_ablation.py --variants ours "overcomplete init"
+    python scripts/benchmark_topk_ablation.py --epochs 5 --variants ours          # a short look
+    python scripts/benchmark_topk_ablation.py --report-only                       # rewrite the report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+import sys
+import time
+
+import torch
+
+from cedar_hf.atomic import read_json, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_quality import BACKBONE, CACHE, RESULTS, embed_glosses, slug, split_embeddings, training_row  # noqa: E402
+from benchmark_quality_report import _atomic_write, plot_training_curves  # noqa: E402
+
+REFERENCE = RESULTS / "quality_topk-270ep.json"
+OURS_NAME = "TopK + residual aux"
+REFERENCE_NAME = "overcomplete TopK"
+OVERCOMPLETE_OPTIMISER = dict(adam_epsilon=1e-8, max_grad_norm=0.0)
+# name -> (what it changes, model-config overrides, initialisation, TrainingArgs overrides)
+VARIANTS = {
+    "ours": ("nothing: MSAE's init (tied, encoder rows 0.01), AdamW ε 6.25e-10, clip 1.0", {}, "msae", {}),
+    "Gao init": ("encoder tied to the decoder with unit rows (`encoder_init_norm=1`, Gao et al.)",
+                 {"encoder_init_norm": 1.0}, "msae", {}),
+    "overcomplete init": ("overcomplete's init: nn.Linear encoder (±1/√d, with bias), Xavier unit-row dictionary",
+                          {}, "overcomplete", {}),
+    "overcomplete optimiser": ("Adam ε 1e-8, no gradient clipping", {}, "msae", OVERCOMPLETE_OPTIMISER),
+    "overcomplete init + optimiser": ("both of the above", {}, "overcomplete", OVERCOMPLETE_OPTIMISER),
+}
+
+
+def overcomplete_init(model, seed: int) -> None:
+    """overcomplete 0.3.0's start: `nn.Linear(d, n)`'s default init for the encoder weight and bias (kaiming-uniform
+    with a = √5, i.e. uniform in ±1/√d) and `DictionaryLayer`'s Xavier-uniform dictionary, normalised to unit rows
+    (its first training forward does that); the dictionary is independent of the encoder. `b_dec` stays 0."""
+    n, d = model.W_enc.shape
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    encoder = torch.nn.Linear(d, n)
+    dictionary = torch.empty(n, d)
+    torch.nn.init.xavier_uniform_(dictionary)
+    torch.set_rng_state(generator_state)
+    with torch.no_grad():
+        model.W_enc.copy_(encoder.weight)
+        model.b_enc.copy_(encoder.bias)
+        model.W_dec.copy_(dictionary / dictionary.norm(dim=-1, keepdim=True))
+
+
+def run_folder(name: str, seed: int, epochs: int) -> Path:
+    return CACHE / "topk-ablation" / f"{slug(name)}-seed{seed}-{epochs}ep"
+
+
+def train_variant(name: str, seed: int, epochs: int, paths: dict, n_train: int):
+    """Train one variant (resumed from its last checkpoint when a run was cut short); returns the folder."""
+    import cedar_hf
+    from cedar_hf.training.checkpoint import list_checkpoints
+
+    folder = run_folder(name, seed, epochs)
+    if (folder / "metrics.json").exists():
+        return folder
+    _, config, init, overrides = VARIANTS[name]
+    config_class, model_class = cedar_hf.DICTIONARY_CLASSES["topk_sae"]
+    torch.manual_seed(seed)
+    model = model_class(config_class(d_in=384, backbone=BACKBONE, embedding_site="text_embeds", expansion_factor=8,
+                                     k=64, residual_aux_coefficient=0.1, **config))
+    if init == "overcomplete":
+        overcomplete_init(model, seed)
+    resume = "latest" if list_checkpoints(str(folder), complete_only=True) else None
+    epoch_steps = n_train // 1024
+    args = cedar_hf.TrainingArgs(output_dir=str(folder), recipe="cedar-hf", num_epochs=epochs, seed=seed,
+                                 lr_schedule="constant", plateau_patience=0, eval_steps=epoch_steps,
+                                 eval_max_rows=4096, report_to="none", save_total_limit=1, disable_tqdm=True,
+                                 save_steps=2 * epoch_steps, resume_from_checkpoint=resume,
+                                 overwrite_output_dir=resume is None and folder.exists(), **overrides)
+    print(f"[{time.strftime('%H:%M:%S')}] {'resuming' if resume else 'training'} {name!r} seed {seed}, {epochs} "
+          "epochs", flush=True)
+    cedar_hf.train(model, str(paths["train"]), args, eval_dataset=str(paths["val"]))
+    return folder
+
+
+@torch.no_grad()
+def firing(folder: Path, train_path: Path) -> dict:
+    """Share of latents that never fire on the training rows, and of those firing on fewer than 1 row in 10⁴."""
+    import datasets
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    rows = datasets.load_from_disk(str(train_path)).with_format("torch")["embedding"]
+    counts = torch.zeros(model.config.n_latents, dtype=torch.long)
+    for start in range(0, len(rows), 4096):
+        counts += (model.encode(rows[start:start + 4096].float()) != 0).sum(0)
+    return {"dead_share": float((counts == 0).float().mean()),
+            "rare_share": float((counts < len(rows) / 1e4).float().mean()), "rows": len(rows)}
+
+
+def run_row(name: str, folder: Path, epochs: int, n_train: int, train_path: Path) -> dict:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    settings = json.loads((folder / "training_args.json").read_text())
+    row = training_row({**metrics, "batch_size": settings["batch_size"],
+                        "learning_rate": settings["learning_rate"]}, n_train, epochs)
+    return {**row, "changes": VARIANTS[name][0], "adam_epsilon": settings["adam_epsilon"],
+            "max_grad_norm": settings["max_grad_norm"], "lr_schedule": settings["lr_schedule"],
+            **firing(folder, train_path)}
+
+
+def first_epochs(row: dict, epochs: int, n_train: int, changes: str) -> dict:
+    """A reference run cut to its first `epochs` epochs (the variants' length), for the table and the figure."""
+    per_epoch = n_train // row.get("batch_size", 1024)
+    curve = [(step, fvu) for step, fvu in row["eval_curve"] if step <= epochs * per_epoch]
+    return {**row, "eval_curve": curve, "steps": curve[-1][0], "epochs": curve[-1][0] / per_epoch,
+            "eval_fvu": curve[-1][1], "stopped_on_plateau": False, "max_epochs": epochs, "train_seconds":
+            row["train_seconds"] * curve[-1][0] / row["steps"], "changes": changes,
+            "full_run": {"epochs": row["epochs"], "eval_fvu": row["eval_fvu"], "stopped_on_plateau":
+                         row["stopped_on_plateau"], "max_epochs": row.get("max_epochs")}}
+
+
+def reproduction_check(ours: dict | None, run: dict | None) -> dict | None:
+    """The `ours` variant against the benchmark's own run of the same model and seed (its 270-epoch budget keeps the
+    LR constant until epoch 216, so the two are the same run through the variant's epochs): the largest absolute
+    difference of the held-out FVU over the common epochs."""
+    if not ours or not run or not run.get("eval_curve"):
+        return None
+    theirs = dict(map(tuple, run["eval_curve"]))
+    common = [(fvu, theirs[step]) for step, fvu in ours["eval_curve"] if step in theirs]
+    return {"epochs": len(common),
+            "max_abs_fvu_difference": max(abs(a - b) for a, b in common) if common else None}
+
+
+def fvu_at(row: dict, epoch: int):
+    per_epoch = row["steps"] / row["epochs"]
+    curve = {round(step / per_epoch): fvu for step, fvu in row["eval_curve"]}
+    return curve.get(epoch)
+
+
+def markdown(results: dict, marks: list) -> str:
+    seed = results["seed"]
+    lines = ["# TopK ablation: one change at a time toward overcomplete's TopKSAE", "",
+             f"Protocol: {results['protocol']}", "",
+             "| variant | changes | " + " | ".join(f"FVU @{e}" for e in marks) + " | dead | rare (<1e-4) | s |",
+             "|---" * (len(marks) + 5) + "|"]
+    for name, seeds in results["runs"].items():
+        row = seeds[str(seed)]
+        cells = [f"{fvu_at(row, e):.4f}" if fvu_at(row, e) is not None else "—" for e in marks]
+        dead = f"{100 * row['dead_share']:.1f} %" if "dead_share" in row else "—"
+        rare = f"{100 * row['rare_share']:.1f} %" if "rare_share" in row else "—"
+        lines.append(f"| {name} | {row.get('changes', '')} | " + " | ".join(cells) +
+                     f" | {dead} | {rare} | {row['train_seconds']:.0f} |")
+    lines += ["", "FVU @E: held-out FVU (first 4096 held-out rows) after epoch E; dead: latents that never fire on "
+              "the 50k training rows; rare: fire on fewer than 5 of them. overcomplete's row is its committed run "
+              "(`" + results["reference"] + "`), its dead / rare shares were not measured."]
+    check = results.get("reproduction_check")
+    if check:
+        lines += ["", f"Reproduction: `ours` against the quality benchmark's run of the same model and seed "
+                  f"(`{check['against']}`) over {check['epochs']} epochs: largest held-out FVU difference "
+                  f"{check['max_abs_fvu_difference']:.2e}."]
+    if results.get("reading"):
+        lines += ["", "## Reading", "", results["reading"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, marks: list) -> None:
+    write_json(RESULTS / "topk_ablation.json", results)
+    _atomic_write(RESULTS / "topk_ablation.md", markdown(results, marks))
+    figure = plot_training_curves(results["runs"], results["seed"])
+    if figure is not None:
+        _atomic_write(RESULTS / "topk_ablation_curves.png", figure[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="Variants to train (default: all).")
+    parser.add_argument("--epochs", type=int, default=90, help="Epochs each variant trains, at a constant LR.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the initialisation and the shuffles.")
+    parser.add_argument("--n-train", type=int, default=50000, help="Training rows (as the quality benchmark).")
+    parser.add_argument("--n-val", type=int, default=10000, help="Held-out rows (as the quality benchmark).")
+    parser.add_argument("--reference", type=Path, default=REFERENCE,
+                        help="A quality-benchmark result JSON whose training rows hold overcomplete's TopK curve and ours "
+                             "for the seed (default: the 270-epoch TopK pair).")
+    parser.add_argument("--report-only", action="store_true", help="Rewrite the report from the cached runs.")
+    opts = parser.parse_args()
+    paths = dict(zip(("train", "val"), split_embeddings(embed_glosses(opts.n_train + opts.n_val), opts.n_val)))
+    if not opts.report_only:
+        for name in opts.variants:
+            train_variant(name, opts.seed, opts.epochs, paths, opts.n_train)
+    previous = read_json(RESULTS / "topk_ablation.json") if (RESULTS / "topk_ablation.json").exists() else {}
+    runs = {} if previous.get("epochs") != opts.epochs else previous.get("runs", {})
+    for name in VARIANTS:  # every finished run in the cache, so side-by-side processes all land
+        folder = run_folder(name, opts.seed, opts.epochs)
+        if (folder / "metrics.json").exists():
+            runs[name] = {str(opts.seed): run_row(name, folder, opts.epochs, opts.n_train, paths["train"])}
+    if not runs:
+        raise SystemExit(f"no finished variant runs for seed {opts.seed} at {opts.epochs} epochs under "
+                         f"{CACHE / 'topk-ablation'}; train some first (--variants)")
+    training = read_json(opts.reference, "quality-benchmark result")["settings"]["training"]
+    reference = training.get(REFERENCE_NAME, {})
+    if str(opts.seed) not in reference:
+        raise SystemExit(f"{opts.reference} has no {REFERENCE_NAME!r} run for seed {opts.seed}")
+    runs[REFERENCE_NAME] = {str(opts.seed): first_epochs(reference[str(opts.seed)], opts.epochs, opts.n_train,
+                                                         "overcomplete 0.3.0 itself (its own loop: Adam ε 1e-8, no "
+                                                         "clipping, constant LR)")}
+    check = reproduction_check(runs.get("ours", {}).get(str(opts.seed)), training.get(OURS_NAME, {}).get(str(opts.seed)))
+    if check:
+        check["against"] = f"{opts.reference.name}, {OURS_NAME!r}"
+    marks = [e for e in (1, 10, 30, 60, 90, 120, 150) if e <= opts.epochs]
+    protocol = (f"our TopK + residual aux (k = 64, 8×, c = 0.1), `cedar_hf.train` recipe cedar-hf (lr 5e-4, batch "
+                f"1024), constant LR, {opts.epochs} epochs, no early stop, seed {opts.seed}; MiniLM / WordNet "
+                f"embeddings, {opts.n_train} train / {opts.n_val} held out (the quality benchmark's split)")
+    results = {"protocol": protocol, "seed": opts.seed, "epochs": opts.epochs, "reference": str(opts.reference.name),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs,
+               "reproduction_check": check,
+               "reading": previous.get("reading", "") if previous.get("epochs") == opts.epochs else ""}
+    write_report(results, marks)
+    print(markdown(results, marks))
+
+
+if __name__ == "__main__":
+    main()
