@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 from .configuration_base import DictionaryConfig
 
 RECONSTRUCTION_LOSSES = ("nmse", "mse")
+INIT_SCHEMES = ("tied", "independent")
 
 
 def matryoshka_levels(n_latents: int, base: int = 64) -> list[int]:
@@ -77,6 +78,14 @@ class SAEConfig(DictionaryConfig):
             `_init_weights(norm=0.1)` with tied start, then `scale_to_unit_norm`) starts from 0.1 · 0.1 = 0.01;
             1 is Gao et al.'s transposed decoder. On MiniLM/WordNet a TopK SAE (k = 64, 30 epochs) ends at
             held-out FVU 0.189 from the MSAE start, 0.225 from the unit one (`benchmarks/results/quality.md`).
+            Used by `init_scheme="tied"` only.
+        init_scheme (`str`, defaults to `"tied"`):
+            `"tied"`: MSAE's and Gao et al.'s start — unit kaiming-uniform decoder rows, the encoder rows along
+            them with norm `encoder_init_norm`, `b_enc = 0`. `"independent"`: overcomplete 0.3.0's start
+            (`SAE.__init__`) — the encoder weight and bias as torch's `nn.Linear(d_in, n_latents)` default
+            (uniform in ±1/√d_in), then an independent Xavier-uniform dictionary scaled to unit rows, drawn in that
+            order (from the same seed, overcomplete's exact initial weights). On MiniLM/WordNet the independent
+            start learns slower at first and keeps improving longer (`benchmarks/results/topk_ablation.md`).
     """
 
     def __init__(
@@ -91,6 +100,7 @@ class SAEConfig(DictionaryConfig):
         dead_tokens_threshold: int = 10_000_000,
         encoder_init_norm: float = 0.01,
         residual_aux_coefficient: float = 0.0,
+        init_scheme: str = "tied",
         **kwargs,
     ):
         if isinstance(expansion_factor, bool) or not isinstance(expansion_factor, int) or expansion_factor < 1:
@@ -110,6 +120,9 @@ class SAEConfig(DictionaryConfig):
         if not encoder_init_norm > 0:
             raise ValueError(f"encoder_init_norm={encoder_init_norm!r} must be > 0")
         self.encoder_init_norm = float(encoder_init_norm)
+        if init_scheme not in INIT_SCHEMES:
+            raise ValueError(f"init_scheme={init_scheme!r} must be one of {INIT_SCHEMES}")
+        self.init_scheme = init_scheme
         super().__init__(d_in=d_in, n_latents=n_latents, k=k, **kwargs)
 
     def validate_dictionary(self) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import math
+
 import torch
 from torch import nn
 
@@ -62,10 +64,20 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
                 # followed by its `scale_to_unit_norm` (called every step): unit decoder rows, encoder rows of
                 # norm 0.1 · 0.1 = `config.encoder_init_norm` (0.01) along the same directions. Gao et al.'s
                 # transposed-decoder encoder of unit norm is `encoder_init_norm=1`.
-                torch.nn.init.kaiming_uniform_(self.W_dec, nonlinearity="relu")
-                self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-                self.W_enc.copy_(self.W_dec * float(getattr(self.config, "encoder_init_norm", 1.0)))
-                self.b_enc.zero_()
+                if getattr(self.config, "init_scheme", "tied") == "independent":
+                    # overcomplete 0.3.0 `SAE.__init__`: `nn.Linear(d, n)`'s reset_parameters (kaiming-uniform,
+                    # a = √5: ±1/√d, bias ±1/√d), then `DictionaryLayer`'s xavier_uniform_, normalised to unit rows
+                    # by its first training forward
+                    torch.nn.init.kaiming_uniform_(self.W_enc, a=math.sqrt(5))
+                    bound = 1.0 / math.sqrt(self.W_enc.shape[1])
+                    torch.nn.init.uniform_(self.b_enc, -bound, bound)
+                    torch.nn.init.xavier_uniform_(self.W_dec)
+                    self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+                else:
+                    torch.nn.init.kaiming_uniform_(self.W_dec, nonlinearity="relu")
+                    self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+                    self.W_enc.copy_(self.W_dec * float(getattr(self.config, "encoder_init_norm", 1.0)))
+                    self.b_enc.zero_()
                 self.b_dec.zero_()
                 self.mean.zero_()
                 self.scale.fill_(1.0)

@@ -202,6 +202,11 @@ def model_specs(expansion: int, tau: int) -> dict:
                                                        reconstruction_loss="mse")),
         "BatchTopK + residual aux": ("batchtopk_sae", dict(expansion_factor=expansion, k=32,
                                                            residual_aux_coefficient=0.1)),
+        # ... and overcomplete's initialisation (`init_scheme="independent"`): with it our TopK follows
+        # overcomplete's held-out curve (benchmarks/results/topk_ablation.md)
+        "TopK + residual aux (independent init)": ("topk_sae", dict(expansion_factor=expansion, k=64,
+                                                                    residual_aux_coefficient=0.1,
+                                                                    init_scheme="independent")),
         # The seed's other baselines (issue 8): CEDAR without its rotation (only the mean), and Semi-NMF fitted by
         # its own alternating algorithm (1× atoms; its code solve is a dense m×m iteration). Last: lowest priority.
         "No rotation": ("no_rotation", dict(k=10)),

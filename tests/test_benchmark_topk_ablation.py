@@ -1,48 +1,13 @@
-"""`scripts/benchmark_topk_ablation.py`: overcomplete's initialisation as its code builds it, the reference run cut to
-the variants' epochs, the reproduction check and the report table."""
+"""`scripts/benchmark_topk_ablation.py`: the reference run cut to the variants' epochs, the reproduction check and the
+report table (overcomplete's initialisation itself: tests/test_models.py)."""
 
-import math
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import benchmark_topk_ablation as ablation  # noqa: E402
-
-import cedar_hf  # noqa: E402
-
-
-def _model(d=24, **config):
-    config_class, model_class = cedar_hf.DICTIONARY_CLASSES["topk_sae"]
-    torch.manual_seed(0)
-    return model_class(config_class(d_in=d, expansion_factor=8, k=4, residual_aux_coefficient=0.1, **config))
-
-
-def test_overcomplete_init_is_linear_default_and_unit_xavier_dictionary():
-    model, d = _model(), 24
-    tied = torch.allclose(model.W_enc / model.W_enc.norm(dim=-1, keepdim=True), model.W_dec, atol=1e-6)
-    assert tied  # MSAE's start: the encoder along the decoder rows
-    ablation.overcomplete_init(model, seed=3)
-    torch.manual_seed(3)  # what overcomplete's constructor draws, in its order: the encoder first
-    encoder = torch.nn.Linear(d, 8 * d)
-    dictionary = torch.nn.init.xavier_uniform_(torch.empty(8 * d, d))
-    torch.testing.assert_close(model.W_enc.data, encoder.weight.data)
-    torch.testing.assert_close(model.b_enc.data, encoder.bias.data)
-    torch.testing.assert_close(model.W_dec.data, dictionary / dictionary.norm(dim=-1, keepdim=True))
-    assert float(model.W_enc.data.abs().max()) <= 1 / math.sqrt(d) and float(model.b_enc.data.abs().max()) > 0
-    cosines = (model.W_enc.data / model.W_enc.data.norm(dim=-1, keepdim=True) * model.W_dec.data).sum(-1)
-    assert float(cosines.abs().mean()) < 0.5  # independent of the dictionary, no longer tied
-
-
-def test_overcomplete_init_leaves_the_global_generator_alone():
-    model = _model()
-    torch.manual_seed(11)
-    expected = torch.rand(3)
-    torch.manual_seed(11)
-    ablation.overcomplete_init(model, seed=0)
-    torch.testing.assert_close(torch.rand(3), expected)
 
 
 def _row(epochs, per_epoch=48, start=0.5, stopped=True):
@@ -77,3 +42,16 @@ def test_markdown_lists_every_run_with_its_fvu_at_each_mark():
     assert f"{0.5 / 30:.4f}" in lines["| ours"] and "12.5 %" in lines["| ours"] and "25.0 %" in lines["| ours"]
     assert f"{0.5 / 90:.4f}" in lines["| overcomplete TopK"] and "| — | — |" in lines["| overcomplete TopK"]
     assert "1.00e-04" in text and "Protocol: P" in text
+
+
+def test_every_variant_builds_and_names_real_training_arguments():
+    import dataclasses
+
+    import cedar_hf
+
+    fields = {f.name for f in dataclasses.fields(cedar_hf.TrainingArgs)}
+    config_class, _ = cedar_hf.DICTIONARY_CLASSES["topk_sae"]
+    for name, (changes, config, overrides) in ablation.VARIANTS.items():
+        built = config_class(d_in=24, expansion_factor=8, k=4, residual_aux_coefficient=0.1, **config)
+        assert all(getattr(built, key) == value for key, value in config.items()) and changes, name
+        assert set(overrides) <= fields, name

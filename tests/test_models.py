@@ -205,6 +205,24 @@ def test_sae_initialisation_is_msaes():
         build_config("topk_sae", D, encoder_init_norm=0)
 
 
+def test_independent_initialisation_is_overcompletes():
+    """`init_scheme="independent"`: overcomplete 0.3.0's `SAE.__init__` from the same seed — `nn.Linear(d, n)`'s
+    default encoder weight and bias, then a Xavier-uniform dictionary scaled to unit rows, independent of it."""
+    for model_type in ("topk_sae", "batchtopk_sae", "relu_sae"):
+        torch.manual_seed(5)
+        model = build_model(model_type, D, init_scheme="independent")
+        n = model.config.n_latents
+        torch.manual_seed(5)
+        encoder = torch.nn.Linear(D, n)
+        dictionary = torch.nn.init.xavier_uniform_(torch.empty(n, D))
+        torch.testing.assert_close(model.W_enc.data, encoder.weight.data)
+        torch.testing.assert_close(model.b_enc.data, encoder.bias.data)
+        torch.testing.assert_close(model.W_dec.data, dictionary / dictionary.norm(dim=-1, keepdim=True))
+        assert float(model.b_dec.data.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="init_scheme='untied'"):
+        build_config("topk_sae", D, init_scheme="untied")
+
+
 def test_topk_aux_loss_acts_on_dead_latents():
     model = build_model("topk_sae", D, dead_tokens_threshold=1, aux_k_coefficient=1 / 32).train()  # off by default
     x = torch.randn(32, D)
