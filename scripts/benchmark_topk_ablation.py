@@ -48,7 +48,7 @@ from cedar_hf.atomic import read_json, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_quality import BACKBONE, CACHE, RESULTS, embed_glosses, slug, split_embeddings, training_row  # noqa: E402
-from benchmark_quality_report import _atomic_write, plot_training_curves  # noqa: E402
+from benchmark_quality_report import _atomic_write  # noqa: E402
 
 REFERENCE = RESULTS / "quality_topk-270ep.json"
 OURS_NAME = "TopK + residual aux"
@@ -99,7 +99,10 @@ def train_variant(name: str, seed: int, epochs: int, paths: dict, n_train: int):
 
 @torch.no_grad()
 def firing(folder: Path, train_path: Path) -> dict:
-    """Share of latents that never fire on the training rows, and of those firing on fewer than 1 row in 10⁴."""
+    """How the trained dictionary uses its latents on the training rows: the share that never fire, that fire on
+    fewer than 1 row in 10⁴, that fire on more than 10 % of rows (dense), the effective number of latents
+    `exp(entropy)` of the firing counts as a share of all, and the mean cosine of each encoder row with its
+    decoder row (1 at the tied start)."""
     import datasets
     from transformers import AutoModel
 
@@ -108,8 +111,14 @@ def firing(folder: Path, train_path: Path) -> dict:
     counts = torch.zeros(model.config.n_latents, dtype=torch.long)
     for start in range(0, len(rows), 4096):
         counts += (model.encode(rows[start:start + 4096].float()) != 0).sum(0)
+    shares = counts.double() / counts.sum()
+    entropy = -(shares[shares > 0] * shares[shares > 0].log()).sum()
+    cosine = torch.nn.functional.cosine_similarity(model.W_enc, model.W_dec, dim=-1).mean()
     return {"dead_share": float((counts == 0).float().mean()),
-            "rare_share": float((counts < len(rows) / 1e4).float().mean()), "rows": len(rows)}
+            "rare_share": float((counts < len(rows) / 1e4).float().mean()),
+            "dense_share": float((counts > len(rows) / 10).float().mean()),
+            "effective_latents_share": float(entropy.exp() / len(counts)),
+            "encoder_decoder_cosine": float(cosine), "rows": len(rows)}
 
 
 def run_row(name: str, folder: Path, epochs: int, n_train: int, train_path: Path) -> dict:
@@ -155,18 +164,23 @@ def markdown(results: dict, marks: list) -> str:
     seed = results["seed"]
     lines = ["# TopK ablation: one change at a time toward overcomplete's TopKSAE", "",
              f"Protocol: {results['protocol']}", "",
-             "| variant | changes | " + " | ".join(f"FVU @{e}" for e in marks) + " | dead | rare (<1e-4) | s |",
-             "|---" * (len(marks) + 5) + "|"]
+             "| variant | changes | " + " | ".join(f"FVU @{e}" for e in marks)
+             + " | dead | rare | dense | effective | cos(enc, dec) | s |",
+             "|---" * (len(marks) + 8) + "|"]
     for name, seeds in results["runs"].items():
         row = seeds[str(seed)]
         cells = [f"{fvu_at(row, e):.4f}" if fvu_at(row, e) is not None else "—" for e in marks]
-        dead = f"{100 * row['dead_share']:.1f} %" if "dead_share" in row else "—"
-        rare = f"{100 * row['rare_share']:.1f} %" if "rare_share" in row else "—"
-        lines.append(f"| {name} | {row.get('changes', '')} | " + " | ".join(cells) +
-                     f" | {dead} | {rare} | {row['train_seconds']:.0f} |")
-    lines += ["", "FVU @E: held-out FVU (first 4096 held-out rows) after epoch E; dead: latents that never fire on "
-              "the 50k training rows; rare: fire on fewer than 5 of them. overcomplete's row is its committed run "
-              "(`" + results["reference"] + "`; rows marked stored likewise): their dead / rare shares were not measured."]
+        usage = [f"{100 * row[key]:.1f} %" if key in row else "—"
+                 for key in ("dead_share", "rare_share", "dense_share", "effective_latents_share")]
+        usage.append(f"{row['encoder_decoder_cosine']:.3f}" if "encoder_decoder_cosine" in row else "—")
+        lines.append(f"| {name} | {row.get('changes', '')} | " + " | ".join(cells + usage) +
+                     f" | {row['train_seconds']:.0f} |")
+    lines += ["", "FVU @E: held-out FVU (first 4096 held-out rows) after epoch E. On the 50k training rows at the "
+              "end: dead, latents that never fire; rare, fire on fewer than 5 rows (1 in 10⁴); dense, on more than "
+              "10 %; effective, exp(entropy) of the firing counts as a share of all latents; cos(enc, dec), the mean "
+              "cosine of each encoder row with its decoder row. s: one-thread seconds of the run, beside another "
+              "training. overcomplete's row is its committed run (`" + results["reference"] + "`), and so is a row "
+              "marked stored: cut to these epochs (seconds pro rata), their latent usage not measured."]
     check = results.get("reproduction_check")
     if check:
         lines += ["", f"Reproduction: `ours` against the quality benchmark's run of the same model and seed "
@@ -177,12 +191,49 @@ def markdown(results: dict, marks: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_curves(results: dict) -> bytes:
+    """Held-out FVU by epoch, every run: the whole run (log scale) and its second half (linear), where the curves
+    part. overcomplete's own run is the thick dashed line."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    epochs_total = results["epochs"]
+    for name, seeds in results["runs"].items():
+        row = seeds[str(results["seed"])]
+        per_epoch = row["steps"] / row["epochs"]
+        epochs, fvus = zip(*[(step / per_epoch, fvu) for step, fvu in row["eval_curve"] if fvu])
+        style = dict(ls="--", lw=2.4, color="black") if name == REFERENCE_NAME else dict(lw=1.5)
+        for ax in axes:
+            ax.plot(epochs, fvus, label=name, **style)
+        late = [f for e, f in zip(epochs, fvus) if e >= epochs_total / 2]
+        axes[1].set_xlim(epochs_total / 2, epochs_total)
+        if late:
+            low, high = axes[1].get_ylim() if axes[1].lines[:-1] else (math.inf, -math.inf)
+            axes[1].set_ylim(min(low, min(late) * 0.995), max(high, max(late) * 1.005))
+    axes[0].set_yscale("log")
+    axes[0].set_title("held-out FVU (log), whole run")
+    axes[1].set_title("second half (linear): where the curves part")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("held-out FVU at k = 64")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"TopK ablation, seed {results['seed']}, constant LR, {epochs_total} epochs, no early stop")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def write_report(results: dict, marks: list) -> None:
     write_json(RESULTS / "topk_ablation.json", results)
     _atomic_write(RESULTS / "topk_ablation.md", markdown(results, marks))
-    figure = plot_training_curves(results["runs"], results["seed"])
-    if figure is not None:
-        _atomic_write(RESULTS / "topk_ablation_curves.png", figure[0])
+    _atomic_write(RESULTS / "topk_ablation_curves.png", plot_curves(results))
 
 
 def main() -> None:
@@ -204,6 +255,7 @@ def main() -> None:
             train_variant(name, opts.seed, opts.epochs, paths, opts.n_train)
     previous = read_json(RESULTS / "topk_ablation.json") if (RESULTS / "topk_ablation.json").exists() else {}
     runs = {} if previous.get("epochs") != opts.epochs else previous.get("runs", {})
+    runs = {name: row for name, row in runs.items() if name in VARIANTS}  # the stored rows are re-read below
     for name in VARIANTS:  # every finished run in the cache, so side-by-side processes all land
         folder = run_folder(name, opts.seed, opts.epochs)
         if (folder / "metrics.json").exists():
@@ -225,6 +277,8 @@ def main() -> None:
                                                           "nothing (the quality benchmark's run of it, not rerun)")}
     if check:
         check["against"] = f"{opts.reference.name}, {OURS_NAME!r}"
+    order = [STORED_OURS, *VARIANTS, REFERENCE_NAME]
+    runs = {name: runs[name] for name in order if name in runs}
     marks = [e for e in (1, 10, 30, 60, 90, 120, 150) if e <= opts.epochs]
     protocol = (f"our TopK + residual aux (k = 64, 8×, c = 0.1), `cedar_hf.train` recipe cedar-hf (lr 5e-4, batch "
                 f"1024), constant LR, {opts.epochs} epochs, no early stop, seed {opts.seed}; MiniLM / WordNet "

@@ -33,14 +33,15 @@ def test_reproduction_check_measures_the_largest_difference_over_common_epochs()
 
 
 def test_markdown_lists_every_run_with_its_fvu_at_each_mark():
-    runs = {"ours": {"0": {**_row(90), "changes": "nothing", "dead_share": 0.125, "rare_share": 0.25}},
+    runs = {"ours": {"0": {**_row(90), "changes": "nothing", "dead_share": 0.125, "rare_share": 0.25,
+                      "dense_share": 0.0, "effective_latents_share": 0.5, "encoder_decoder_cosine": 0.75}},
             "overcomplete TopK": {"0": ablation.first_epochs(_row(228), 90, 50000, "itself")}}
     text = ablation.markdown({"seed": 0, "protocol": "P", "runs": runs, "reference": "quality_topk-270ep.json",
                               "reproduction_check": {"against": "x", "epochs": 90, "max_abs_fvu_difference": 1e-4}},
                              [1, 30, 90])
     lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
-    assert f"{0.5 / 30:.4f}" in lines["| ours"] and "12.5 %" in lines["| ours"] and "25.0 %" in lines["| ours"]
-    assert f"{0.5 / 90:.4f}" in lines["| overcomplete TopK"] and "| — | — |" in lines["| overcomplete TopK"]
+    assert f"{0.5 / 30:.4f}" in lines["| ours"] and "12.5 %" in lines["| ours"] and "25.0 %" in lines["| ours"] and "| 0.750 |" in lines["| ours"]
+    assert f"{0.5 / 90:.4f}" in lines["| overcomplete TopK"] and "| — | — | — | — | — |" in lines["| overcomplete TopK"]
     assert "1.00e-04" in text and "Protocol: P" in text
 
 
