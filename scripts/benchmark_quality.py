@@ -6,7 +6,8 @@ Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes 
               file (noun.animal, verb.motion, ...); 50k train / 10k held out (a seeded split).
   2. train    per seed: CEDAR (k_target = 10, Cayley, matrix_exp and orthogonal), ReLU (λ = 0.01), TopK (k = 64),
               BatchTopK (k = 32), each also with overcomplete's residual auxiliary loss (`+ residual aux`,
-              `residual_aux_coefficient=0.1`; TopK also with overcomplete's plain MSE, `(MSE)`), MSAE (RW,
+              `residual_aux_coefficient=0.1`; TopK also with overcomplete's plain MSE, `(MSE)`, and with its
+              initialisation, `(independent init)`), MSAE (RW,
               levels doubling from 64) — SAEs 8× — plus the no-rotation and Semi-NMF baselines, with
               `cedar_hf.train` and one recipe (`--recipe`, default `cedar-hf`: stop when the held-out objective
               has not improved 0.2 % for `--patience` epochs (default 3; the committed results: 10), at most
