@@ -307,7 +307,7 @@ lexicographer files; the probe on the original held-out embeddings scores {probe
 **Training.** Recipe `{recipe}` for every model of ours (`cedar_hf.TrainingArgs(recipe=...)`), SAEs {expansion}×,
 at most {max_epochs} epochs, stopped when the held-out FVU (CEDAR) or held-out loss (SAEs: their objective, the
 L1 term included; 4096 held-out rows, evaluated once per epoch) has not improved by 0.2 % for {patience} epochs.
-SAEs start as MSAE's (encoder rows 0.01 along unit decoder rows). overcomplete 0.3.0's TopKSAE / BatchTopKSAE: its own `train_sae` (Adam, lr 5e-4,
+SAEs start as MSAE's (encoder rows 0.01 along unit decoder rows), those named `(independent init)` as overcomplete's. overcomplete 0.3.0's TopKSAE / BatchTopKSAE: its own `train_sae` (Adam, lr 5e-4,
 batch 1024, `top_k_auxiliary_loss`, its gradient clipping) on the same standardised tensors, same plateau rule; its
 BatchTopK counts `top_k` over the whole batch (so 32 × batch).
 
