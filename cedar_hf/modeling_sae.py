@@ -14,9 +14,8 @@ step size relative to the inputs differs.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import math
+from typing import Optional
 
 import torch
 from torch import nn

@@ -80,13 +80,13 @@ assert len(LEXNAMES) == 45
 # ---- 1. embeddings ------------------------------------------------------------------------------------------------
 def read_wordnet_glosses(wordnet_dir: Path = WORDNET) -> list[dict]:
     """Every synset of data.{noun,verb,adj,adv}: id (offset + pos), lemma, gloss (after " | "), label."""
-    missing = [str(wordnet_dir / f"data.{pos}") for pos in ("noun", "verb", "adj", "adv")
-               if not (wordnet_dir / f"data.{pos}").exists()]
+    parts = ("noun", "verb", "adj", "adv")
+    missing = [str(wordnet_dir / f"data.{pos}") for pos in parts if not (wordnet_dir / f"data.{pos}").exists()]
     if missing:
         raise SystemExit(f"WordNet 3.0 not found: {', '.join(missing)} missing; install Debian's wordnet-base "
                          "(apt-get install wordnet-base), which puts it in /usr/share/wordnet")
     rows = []
-    for pos in ("noun", "verb", "adj", "adv"):
+    for pos in parts:
         with open(wordnet_dir / f"data.{pos}", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("  ") or " | " not in line:
@@ -278,18 +278,26 @@ def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES[model_type]
     torch.manual_seed(seed)  # the initialisation
     model = model_class(config_class(d_in=384, backbone=BACKBONE, embedding_site="text_embeds", **config))
-    # A checkpoint every epoch: a run cut short (a session's end, a crash) continues exactly where it stopped the
-    # next time; a folder left before its first checkpoint holds nothing to keep and is started afresh.
-    resume = "latest" if list_checkpoints(str(folder), complete_only=True) else None
     epoch_steps = max(1, opts.n_train // RECIPE_DEFAULTS[opts.recipe]["batch_size"])
-    args = cedar_hf.TrainingArgs(output_dir=str(folder), recipe=opts.recipe, num_epochs=budget(name, opts), seed=seed,
-                                 plateau_patience=opts.patience, report_to="none", eval_max_rows=4096,
-                                 save_total_limit=1, disable_tqdm=True, save_steps=epoch_steps,
-                                 resume_from_checkpoint=resume, overwrite_output_dir=resume is None and folder.exists())
-    print(f"[{time.strftime('%H:%M:%S')}] {'resuming' if resume else 'training'} {name} seed {seed} ({model_type}, "
-          f"recipe {opts.recipe}, at most {budget(name, opts)} epochs)", flush=True)
-    model = cedar_hf.train(model, str(paths["train"]), args, eval_dataset=str(paths["val"]))
+    model = train_resumable(model, folder, paths, f"{name} seed {seed} ({model_type}, recipe {opts.recipe}, at most "
+                            f"{budget(name, opts)} epochs)", recipe=opts.recipe, num_epochs=budget(name, opts),
+                            seed=seed, plateau_patience=opts.patience, save_steps=epoch_steps)
     return model.eval(), _run_record(folder)
+
+
+def train_resumable(model, folder: Path, paths: dict, what: str, **training_args):
+    """`cedar_hf.train` into `folder` with checkpoints (`save_steps`): a run cut short (a session's end, a crash)
+    continues exactly where it stopped the next time; a folder left before its first checkpoint holds nothing to
+    keep and is started afresh. Evaluates on the first 4096 held-out rows; no trackers, no progress bar."""
+    import cedar_hf
+    from cedar_hf.training.checkpoint import list_checkpoints
+
+    resume = "latest" if list_checkpoints(str(folder), complete_only=True) else None
+    args = cedar_hf.TrainingArgs(output_dir=str(folder), report_to="none", eval_max_rows=4096, save_total_limit=1,
+                                 disable_tqdm=True, resume_from_checkpoint=resume,
+                                 overwrite_output_dir=resume is None and folder.exists(), **training_args)
+    print(f"[{time.strftime('%H:%M:%S')}] {'resuming' if resume else 'training'} {what}", flush=True)
+    return cedar_hf.train(model, str(paths["train"]), args, eval_dataset=str(paths["val"]))
 
 
 def _shorter_patience(path: Path, opts, root: Path | None = None) -> Path | None:

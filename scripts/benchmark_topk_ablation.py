@@ -37,8 +37,6 @@ each one, so two processes can train two variants side by side (`--variants`) an
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 import sys
 import time
@@ -48,7 +46,8 @@ import torch
 from cedar_hf.atomic import read_json, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import BACKBONE, CACHE, RESULTS, embed_glosses, slug, split_embeddings, training_row  # noqa: E402
+from benchmark_quality import (BACKBONE, CACHE, RESULTS, _run_record, embed_glosses, slug,  # noqa: E402
+                               split_embeddings, train_resumable, training_row)
 from benchmark_quality_report import _atomic_write  # noqa: E402
 
 REFERENCE = RESULTS / "quality_topk-270ep.json"
@@ -76,7 +75,6 @@ def run_folder(name: str, seed: int, epochs: int) -> Path:
 def train_variant(name: str, seed: int, epochs: int, paths: dict, n_train: int):
     """Train one variant (resumed from its last checkpoint when a run was cut short); returns the folder."""
     import cedar_hf
-    from cedar_hf.training.checkpoint import list_checkpoints
 
     folder = run_folder(name, seed, epochs)
     if (folder / "metrics.json").exists():
@@ -86,16 +84,10 @@ def train_variant(name: str, seed: int, epochs: int, paths: dict, n_train: int):
     torch.manual_seed(seed)
     model = model_class(config_class(d_in=384, backbone=BACKBONE, embedding_site="text_embeds", expansion_factor=8,
                                      k=64, residual_aux_coefficient=0.1, **config))
-    resume = "latest" if list_checkpoints(str(folder), complete_only=True) else None
     epoch_steps = n_train // 1024
-    args = cedar_hf.TrainingArgs(output_dir=str(folder), recipe="cedar-hf", num_epochs=epochs, seed=seed,
-                                 lr_schedule="constant", plateau_patience=0, eval_steps=epoch_steps,
-                                 eval_max_rows=4096, report_to="none", save_total_limit=1, disable_tqdm=True,
-                                 save_steps=2 * epoch_steps, resume_from_checkpoint=resume,
-                                 overwrite_output_dir=resume is None and folder.exists(), **overrides)
-    print(f"[{time.strftime('%H:%M:%S')}] {'resuming' if resume else 'training'} {name!r} seed {seed}, {epochs} "
-          "epochs", flush=True)
-    cedar_hf.train(model, str(paths["train"]), args, eval_dataset=str(paths["val"]))
+    train_resumable(model, folder, paths, f"{name!r} seed {seed}, {epochs} epochs", recipe="cedar-hf",
+                    num_epochs=epochs, seed=seed, lr_schedule="constant", plateau_patience=0, eval_steps=epoch_steps,
+                    save_steps=2 * epoch_steps, **overrides)
     return folder
 
 
@@ -124,12 +116,9 @@ def firing(folder: Path, train_path: Path) -> dict:
 
 
 def run_row(name: str, folder: Path, epochs: int, n_train: int, train_path: Path) -> dict:
-    metrics = json.loads((folder / "metrics.json").read_text())
-    settings = json.loads((folder / "training_args.json").read_text())
-    row = training_row({**metrics, "batch_size": settings["batch_size"],
-                        "learning_rate": settings["learning_rate"]}, n_train, epochs)
-    return {**row, "changes": VARIANTS[name][0], "adam_epsilon": settings["adam_epsilon"],
-            "max_grad_norm": settings["max_grad_norm"], "lr_schedule": settings["lr_schedule"],
+    settings = read_json(folder / "training_args.json", "training arguments")
+    return {**training_row(_run_record(folder), n_train, epochs), "changes": VARIANTS[name][0],
+            **{key: settings[key] for key in ("adam_epsilon", "max_grad_norm", "lr_schedule")},
             **firing(folder, train_path)}
 
 
@@ -171,7 +160,7 @@ def markdown(results: dict, marks: list) -> str:
              "|---" * (len(marks) + 8) + "|"]
     for name, seeds in results["runs"].items():
         row = seeds[str(seed)]
-        cells = [f"{fvu_at(row, e):.4f}" if fvu_at(row, e) is not None else "—" for e in marks]
+        cells = [f"{fvu:.4f}" if fvu is not None else "—" for fvu in (fvu_at(row, e) for e in marks)]
         usage = [f"{100 * row[key]:.1f} %" if key in row else "—"
                  for key in ("dead_share", "rare_share", "dense_share", "effective_latents_share")]
         usage.append(f"{row['encoder_decoder_cosine']:.3f}" if "encoder_decoder_cosine" in row else "—")
@@ -205,6 +194,7 @@ def plot_curves(results: dict) -> bytes:
 
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     epochs_total = results["epochs"]
+    late = []  # the second half's FVUs of every run: the right panel's y range
     for name, seeds in results["runs"].items():
         row = seeds[str(results["seed"])]
         per_epoch = row["steps"] / row["epochs"]
@@ -212,11 +202,10 @@ def plot_curves(results: dict) -> bytes:
         style = dict(ls="--", lw=2.4, color="black") if name == REFERENCE_NAME else dict(lw=1.5)
         for ax in axes:
             ax.plot(epochs, fvus, label=name, **style)
-        late = [f for e, f in zip(epochs, fvus) if e >= epochs_total / 2]
-        axes[1].set_xlim(epochs_total / 2, epochs_total)
-        if late:
-            low, high = axes[1].get_ylim() if axes[1].lines[:-1] else (math.inf, -math.inf)
-            axes[1].set_ylim(min(low, min(late) * 0.995), max(high, max(late) * 1.005))
+        late += [f for e, f in zip(epochs, fvus) if e >= epochs_total / 2]
+    axes[1].set_xlim(epochs_total / 2, epochs_total)
+    if late:
+        axes[1].set_ylim(min(late) * 0.995, max(late) * 1.005)
     axes[0].set_yscale("log")
     axes[0].set_title("held-out FVU (log), whole run")
     axes[1].set_title("second half (linear): where the curves part")
