@@ -14,6 +14,7 @@ from .configuration_base import DictionaryConfig
 
 RECONSTRUCTION_LOSSES = ("nmse", "mse")
 INIT_SCHEMES = ("tied", "independent")
+DECODER_NORMS = ("tangent", "project")
 
 
 def matryoshka_levels(n_latents: int, base: int = 64) -> list[int]:
@@ -88,6 +89,17 @@ class SAEConfig(DictionaryConfig):
             (k = 64, 8×, overcomplete's residual aux) learns slower from the independent start at first and keeps
             improving longer: held-out FVU 0.680 vs 0.519 after epoch 1, 0.161 vs 0.170 after 120 epochs at a
             constant LR (`benchmarks/results/topk_ablation.md`, seed 0).
+        decoder_bias (`bool`, defaults to `True`):
+            Learn `b_dec` (subtracted before the encoder, added after the decoder: MSAE, Gao et al., sparsify).
+            `False` keeps it at zero, a buffer the optimiser never sees: overcomplete 0.3.0's SAEs have no such
+            bias (its encoder's `nn.Linear` bias is our `b_enc`).
+        decoder_norm (`str`, defaults to `"tangent"`):
+            How the trainer keeps decoder rows at unit norm. `"tangent"`: the gradient component parallel to each
+            row is removed before the step (Gao et al., openai/sparse_autoencoder) and after it rows are rescaled
+            to unit norm with the matching encoder rows and `b_enc` scaled by the same factor, so the model's
+            function is unchanged (MSAE `scale_to_unit_norm`). `"project"`: overcomplete 0.3.0's
+            `DictionaryLayer` — the full gradient is used and the rows are divided by their norm before the next
+            forward; the encoder is left as it is.
     """
 
     def __init__(
@@ -103,6 +115,8 @@ class SAEConfig(DictionaryConfig):
         encoder_init_norm: float = 0.01,
         residual_aux_coefficient: float = 0.0,
         init_scheme: str = "tied",
+        decoder_bias: bool = True,
+        decoder_norm: str = "tangent",
         **kwargs,
     ):
         if isinstance(expansion_factor, bool) or not isinstance(expansion_factor, int) or expansion_factor < 1:
@@ -125,6 +139,12 @@ class SAEConfig(DictionaryConfig):
         if init_scheme not in INIT_SCHEMES:
             raise ValueError(f"init_scheme={init_scheme!r} must be one of {INIT_SCHEMES}")
         self.init_scheme = init_scheme
+        if not isinstance(decoder_bias, bool):
+            raise ValueError(f"decoder_bias={decoder_bias!r} must be True or False")
+        self.decoder_bias = decoder_bias
+        if decoder_norm not in DECODER_NORMS:
+            raise ValueError(f"decoder_norm={decoder_norm!r} must be one of {DECODER_NORMS}")
+        self.decoder_norm = decoder_norm
         super().__init__(d_in=d_in, n_latents=n_latents, k=k, **kwargs)
 
     def validate_dictionary(self) -> None:

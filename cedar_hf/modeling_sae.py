@@ -5,7 +5,9 @@ scaling"); both are buffers saved with the model. Then `pre = W_enc(x_c − b_de
 `x̂_c = W_dec z + b_dec`, `x̂ = x̂_c / s + μ`. Each variant overrides only `_activate` (and, where its paper says
 so, its sparsity loss). The reconstruction loss is MSAE's per-sample normalised MSE by default
 (`config.reconstruction_loss`), so it does not depend on s. Decoder rows are kept unit norm in the standardised
-space by the trainer, with the encoder rescaled to match (MSAE's `scale_to_unit_norm`).
+space by the trainer, with the encoder rescaled to match (MSAE's `scale_to_unit_norm`; overcomplete's rule, rows
+projected and the encoder left alone, is `config.decoder_norm="project"`). `config.decoder_bias=False` fixes
+`b_dec` at zero (overcomplete has none).
 
 Deviation, named: MSAE's code (`utils.py` `SAEDataset`) divides √d by the mean *squared* norm E‖x − μ‖², not by
 E‖x − μ‖ as the paper's "√n scaling" reads; we follow the paper. With the scale-free losses only the optimiser's
@@ -45,7 +47,10 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
         self.W_enc = nn.Parameter(torch.empty(n, d))
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.W_dec = nn.Parameter(torch.empty(n, d))
-        self.b_dec = nn.Parameter(torch.zeros(d))
+        if getattr(config, "decoder_bias", True):
+            self.b_dec = nn.Parameter(torch.zeros(d))
+        else:  # overcomplete's SAEs: none; a zero buffer keeps the formulas (and the checkpoint keys) one
+            self.register_buffer("b_dec", torch.zeros(d))
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("scale", torch.ones(()))
         # Training tokens seen since each latent last fired; a latent past `dead_tokens_threshold` is dead.
@@ -241,20 +246,29 @@ class SparseAutoencoder(DictionaryPreTrainedModel):
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         """Scale decoder rows to unit norm and the matching encoder rows and biases by the same factor, so the
-        model's function is unchanged (MSAE `sae.py` `scale_to_unit_norm`). Called by the trainer every step."""
+        model's function is unchanged (MSAE `sae.py` `scale_to_unit_norm`). Called by the trainer every step.
+        With `config.decoder_norm="project"` only the decoder rows are divided (overcomplete's
+        `DictionaryLayer`, `x / (‖x‖ + 1e-8)`)."""
+        if self._decoder_norm() == "project":
+            self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True) + 1e-8)
+            return
         norm = self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)  # (n, 1)
         self.W_dec.div_(norm)
         self.W_enc.mul_(norm)
         self.b_enc.mul_(norm.squeeze(-1))
         self._rescale_variant_state(norm.squeeze(-1))
 
+    def _decoder_norm(self) -> str:
+        return getattr(self.config, "decoder_norm", "tangent")
+
     def _rescale_variant_state(self, norm: torch.Tensor) -> None:
         """Rescale per-latent state in pre-activation units (JumpReLU's thresholds) by `norm` `(n,)`."""
 
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:
-        """Drop the gradient component parallel to each decoder row, so unit-norm projection loses nothing."""
-        if self.W_dec.grad is None:
+        """Drop the gradient component parallel to each decoder row, so unit-norm projection loses nothing.
+        Nothing with `config.decoder_norm="project"` (overcomplete steps along the full gradient)."""
+        if self.W_dec.grad is None or self._decoder_norm() == "project":
             return
         W = self.W_dec / self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         self.W_dec.grad -= (self.W_dec.grad * W).sum(-1, keepdim=True) * W

@@ -12,18 +12,25 @@ as overcomplete, follows the normalised-MSE run within the seed spread). What el
 - optimiser: ours AdamW (weight decay 0, i.e. Adam) with ε 6.25e-10 (MSAE's); overcomplete's `train_sae` uses the
   caller's `torch.optim.Adam` (here ε 1e-8, torch's default); both clip the gradient norm to 1.0 (overcomplete's
   `clip_grad` default);
-- the pre-encoder bias `b_dec` (ours learns one; overcomplete has none) and how unit decoder rows are kept (ours
-  removes the parallel gradient and renormalises after the step; overcomplete renormalises before each forward):
-  not varied here.
+- the pre-encoder bias `b_dec` (ours learns one; overcomplete has none: `decoder_bias=False`);
+- how unit decoder rows are kept (ours removes the gradient's component along each row, and after the step rescales
+  rows to unit norm with the encoder scaled to match; overcomplete steps along the full gradient and divides the rows
+  by their norm before the next forward, the encoder untouched: `decoder_norm="project"`);
+- the loss (ours the per-sample normalised MSE, overcomplete the plain MSE): varied only in "all of overcomplete's",
+  which takes every one of overcomplete's choices at once, so its curve should be overcomplete's own up to the data
+  order (and says what is left if it is not).
 
 Each variant is our `TopK + residual aux` (k = 64, 8×, `residual_aux_coefficient=0.1`) trained with
 `cedar_hf.train`, recipe `cedar-hf` (lr 5e-4, batch 1024), on the quality benchmark's MiniLM / WordNet split
 (50k train / 10k held out, its embeddings cache), for a fixed number of epochs at a **constant** learning rate and
 with no early stop, so every curve covers the same epochs under overcomplete's schedule (its loop has no decay; at
 the 270-epoch budget ours never reached its decay either). "overcomplete init" is `init_scheme="independent"`, which
-draws overcomplete's exact initial weights from the same seed (tests/test_models.py). The held-out FVU (first 4096 held-out rows, as both
-benchmarks evaluate) is recorded after every epoch; at the end, the share of latents that never fire on the 50k
-training rows. overcomplete's own curve is read from the committed benchmark result (`--reference`), not retrained, and so is ours
+draws overcomplete's exact initial weights from the same seed (tests/test_models.py). The held-out FVU (first 4096
+held-out rows, as both benchmarks evaluate) is recorded after every epoch; at the end, how the latents are used on
+the 50k training rows, and the issue's own measure: K (mean active latents) at the FVU targets 0.25 / 0.30 / 0.35 on
+the 10k held-out rows, thresholds searched on the dense codes exactly as the quality benchmark's `cedar-hf`
+protocol (`cedar_hf.evaluation.search_threshold`, dataset FVU, training mean, ± 0.005). Both are stored beside the
+run (`usage.json`), so a report rebuild does not measure them again. overcomplete's own curve is read from the committed benchmark result (`--reference`), not retrained, and so is ours
 ("ours (stored)") when the `ours` variant is not run; when it is, the report checks it against the stored run.
 
 Results: benchmarks/results/topk_ablation.{md,json} and topk_ablation_curves.png, rebuilt from every cached run after
@@ -46,8 +53,8 @@ import torch
 from cedar_hf.atomic import read_json, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import (BACKBONE, CACHE, RESULTS, _run_record, embed_glosses, slug,  # noqa: E402
-                               split_embeddings, train_resumable, training_row)
+from benchmark_quality import (BACKBONE, CACHE, RESULTS, TARGETS, _run_record, embed_glosses,  # noqa: E402
+                               slug, split_embeddings, train_resumable, training_row)
 from benchmark_quality_report import _atomic_write  # noqa: E402
 
 REFERENCE = RESULTS / "quality_topk-270ep.json"
@@ -65,7 +72,16 @@ VARIANTS = {
                                  {"adam_epsilon": 1e-8, "max_grad_norm": 0.0}),
     "overcomplete init + eps": ("overcomplete's init and Adam ε 1e-8: its optimiser exactly",
                               {"init_scheme": "independent"}, {"adam_epsilon": 1e-8}),
+    "no b_dec": ("no pre-encoder / decoder bias (`decoder_bias=False`), as overcomplete's SAE",
+                 {"decoder_bias": False}, {}),
+    "projected decoder": ("overcomplete's unit-norm rule (`decoder_norm=\"project\"`): full gradient, rows divided by "
+                          "their norm after the step, encoder untouched", {"decoder_norm": "project"}, {}),
+    "all of overcomplete's": ("every choice above at once and its plain-MSE loss: init, Adam ε 1e-8, no b_dec, "
+                              "projected decoder, `reconstruction_loss=\"mse\"`",
+                              {"init_scheme": "independent", "decoder_bias": False, "decoder_norm": "project",
+                               "reconstruction_loss": "mse"}, {"adam_epsilon": 1e-8}),
 }
+USAGE_VERSION = 1  # bump when `usage` measures something new: the stored usage.json files are then measured again
 
 
 def run_folder(name: str, seed: int, epochs: int) -> Path:
@@ -115,11 +131,46 @@ def firing(folder: Path, train_path: Path) -> dict:
             "encoder_decoder_cosine": float(cosine), "rows": len(rows)}
 
 
-def run_row(name: str, folder: Path, epochs: int, n_train: int, train_path: Path) -> dict:
+@torch.no_grad()
+def matched_k(folder: Path, paths: dict) -> dict:
+    """K (mean active latents per held-out row) at each FVU target, as the quality benchmark's `cedar-hf`
+    protocol finds it: τ searched on the model's dense codes (`search_threshold`, dataset FVU with the training
+    mean, tolerance 0.005) on every held-out row. {target: K, or None when the target is out of reach}."""
+    from transformers import AutoModel
+
+    from cedar_hf.data import embedding_matrix, load_dataset
+    from cedar_hf.evaluation.threshold import DenseCodes, scan_thresholds, search_threshold
+
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    x = embedding_matrix(load_dataset(paths["val"]), flatten_tokens=True)
+    mean = embedding_matrix(load_dataset(paths["train"]), flatten_tokens=True).double().mean(0)
+    codes = DenseCodes(model, x)
+    scan = scan_thresholds(model, x, mean, codes)
+    found = {}
+    for target in TARGETS:
+        search = search_threshold(model, x, target, mean, codes=codes, scan=scan)
+        found[f"{target:.2f}"] = next(p["K"] for p in search.history if p["tau"] == search.tau) if search.reached \
+            else None
+    return found
+
+
+def usage(folder: Path, paths: dict) -> dict:
+    """`firing` and `matched_k` of a finished run, measured once and stored as `usage.json` beside it."""
+    path = folder / "usage.json"
+    if path.exists():
+        stored = read_json(path, "latent usage")
+        if stored.get("version") == USAGE_VERSION:
+            return stored["usage"]
+    measured = {**firing(folder, paths["train"]), "matched_k": matched_k(folder, paths)}
+    write_json(path, {"version": USAGE_VERSION, "usage": measured})
+    return measured
+
+
+def run_row(name: str, folder: Path, epochs: int, n_train: int, paths: dict) -> dict:
     settings = read_json(folder / "training_args.json", "training arguments")
     return {**training_row(_run_record(folder), n_train, epochs), "changes": VARIANTS[name][0],
             **{key: settings[key] for key in ("adam_epsilon", "max_grad_norm", "lr_schedule")},
-            **firing(folder, train_path)}
+            **usage(folder, paths)}
 
 
 def first_epochs(row: dict, epochs: int, n_train: int, changes: str) -> dict:
@@ -156,22 +207,27 @@ def markdown(results: dict, marks: list) -> str:
     lines = ["# TopK ablation: one change at a time toward overcomplete's TopKSAE", "",
              f"Protocol: {results['protocol']}", "",
              "| variant | changes | " + " | ".join(f"FVU @{e}" for e in marks)
+             + " | " + " | ".join(f"K @{t:.2f}" for t in TARGETS)
              + " | dead | rare | dense | effective | cos(enc, dec) | s |",
-             "|---" * (len(marks) + 8) + "|"]
+             "|---" * (len(marks) + len(TARGETS) + 8) + "|"]
     for name, seeds in results["runs"].items():
         row = seeds[str(seed)]
         cells = [f"{fvu:.4f}" if fvu is not None else "—" for fvu in (fvu_at(row, e) for e in marks)]
+        matched = row.get("matched_k", {})
+        cells += [f"{matched[f'{t:.2f}']:.2f}" if matched.get(f"{t:.2f}") is not None else "—" for t in TARGETS]
         usage = [f"{100 * row[key]:.1f} %" if key in row else "—"
                  for key in ("dead_share", "rare_share", "dense_share", "effective_latents_share")]
         usage.append(f"{row['encoder_decoder_cosine']:.3f}" if "encoder_decoder_cosine" in row else "—")
         lines.append(f"| {name} | {row.get('changes', '')} | " + " | ".join(cells + usage) +
                      f" | {row['train_seconds']:.0f} |")
-    lines += ["", "FVU @E: held-out FVU (first 4096 held-out rows) after epoch E. On the 50k training rows at the "
+    lines += ["", "FVU @E: held-out FVU (first 4096 held-out rows) after epoch E. K @F: mean active latents at "
+              "held-out FVU F (all 10k held-out rows, τ searched on the dense codes: the quality benchmark's cedar-hf "
+              "protocol) after the last epoch. On the 50k training rows at the "
               "end: dead, latents that never fire; rare, fire on fewer than 5 rows (1 in 10⁴); dense, on more than "
               "10 %; effective, exp(entropy) of the firing counts as a share of all latents; cos(enc, dec), the mean "
               "cosine of each encoder row with its decoder row. s: one-thread seconds of the run, beside another "
               "training. overcomplete's row is its committed run (`" + results["reference"] + "`), and so is a row "
-              "marked stored: cut to these epochs (seconds pro rata), their latent usage not measured."]
+              "marked stored: cut to these epochs (seconds pro rata), their K and latent usage not measured."]
     check = results.get("reproduction_check")
     if check:
         lines += ["", f"Reproduction: `ours` against the quality benchmark's run of the same model and seed "
@@ -250,7 +306,7 @@ def main() -> None:
     for name in VARIANTS:  # every finished run in the cache, so side-by-side processes all land
         folder = run_folder(name, opts.seed, opts.epochs)
         if (folder / "metrics.json").exists():
-            runs[name] = {str(opts.seed): run_row(name, folder, opts.epochs, opts.n_train, paths["train"])}
+            runs[name] = {str(opts.seed): run_row(name, folder, opts.epochs, opts.n_train, paths)}
     if not runs:
         raise SystemExit(f"no finished variant runs for seed {opts.seed} at {opts.epochs} epochs under "
                          f"{CACHE / 'topk-ablation'}; train some first (--variants)")

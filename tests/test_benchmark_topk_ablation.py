@@ -34,14 +34,17 @@ def test_reproduction_check_measures_the_largest_difference_over_common_epochs()
 
 def test_markdown_lists_every_run_with_its_fvu_at_each_mark():
     runs = {"ours": {"0": {**_row(90), "changes": "nothing", "dead_share": 0.125, "rare_share": 0.25,
-                      "dense_share": 0.0, "effective_latents_share": 0.5, "encoder_decoder_cosine": 0.75}},
+                      "dense_share": 0.0, "effective_latents_share": 0.5, "encoder_decoder_cosine": 0.75,
+                      "matched_k": {"0.25": 29.4375, "0.30": 21.5, "0.35": None}}},
             "overcomplete TopK": {"0": ablation.first_epochs(_row(228), 90, 50000, "itself")}}
     text = ablation.markdown({"seed": 0, "protocol": "P", "runs": runs, "reference": "quality_topk-270ep.json",
                               "reproduction_check": {"against": "x", "epochs": 90, "max_abs_fvu_difference": 1e-4}},
                              [1, 30, 90])
     lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
     assert f"{0.5 / 30:.4f}" in lines["| ours"] and "12.5 %" in lines["| ours"] and "25.0 %" in lines["| ours"] and "| 0.750 |" in lines["| ours"]
-    assert f"{0.5 / 90:.4f}" in lines["| overcomplete TopK"] and "| — | — | — | — | — |" in lines["| overcomplete TopK"]
+    assert "| 29.44 | 21.50 | — |" in lines["| ours"]  # K at 0.25 / 0.30, 0.35 out of reach
+    assert f"{0.5 / 90:.4f}" in lines["| overcomplete TopK"]
+    assert "| — | — | — | — | — | — | — | — |" in lines["| overcomplete TopK"]  # no K, no usage: not measured
     assert "1.00e-04" in text and "Protocol: P" in text
 
 
@@ -56,3 +59,46 @@ def test_every_variant_builds_and_names_real_training_arguments():
         built = config_class(d_in=24, expansion_factor=8, k=4, residual_aux_coefficient=0.1, **config)
         assert all(getattr(built, key) == value for key, value in config.items()) and changes, name
         assert set(overrides) <= fields, name
+
+
+def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monkeypatch):
+    """`matched_k` finds the K `compare_models` (the quality benchmark's evaluation) reports at each target, and
+    `usage` stores it beside the run: a second call reads usage.json instead of measuring again."""
+    import datasets
+    import torch
+
+    import cedar_hf
+    from cedar_hf.evaluation import compare_models
+
+    from builders import planted_sparse
+
+    torch.manual_seed(0)
+    d = 24
+    x, _, _ = planted_sparse(900, d, k=3)
+    x_train, x_val = x[:600], x[600:]
+    paths = {}
+    for split, x in (("train", x_train), ("val", x_val)):
+        paths[split] = tmp_path / split
+        datasets.Dataset.from_dict({"embedding": x.tolist(), "label": [0] * len(x)}).save_to_disk(str(paths[split]))
+    config_class, model_class = cedar_hf.DICTIONARY_CLASSES["topk_sae"]
+    model = model_class(config_class(d_in=d, expansion_factor=4, k=12))
+    model.set_normalization(*model.compute_normalization(x_train))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):  # far enough that the FVU targets are within reach
+        model(x_train).loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+        model.normalize_decoder()
+    model.eval().save_pretrained(tmp_path / "run")
+    found = ablation.matched_k(tmp_path / "run", paths)
+    report = compare_models({"m": model}, x_val, ablation.TARGETS, train_data=x_train, progress=False)
+    expected = {f"{e['target']:.2f}": e["K"] if e["reached"] else None for e in report["models"]["m"]["matched"]}
+    assert found.keys() == expected.keys() and any(v is not None for v in found.values())
+    for target, k in expected.items():
+        assert found[target] == (pytest.approx(k, rel=1e-6) if k is not None else None), target
+
+    monkeypatch.setattr(ablation, "firing", lambda folder, path: {"dead_share": 0.0})
+    stored = ablation.usage(tmp_path / "run", paths)
+    assert (tmp_path / "run" / "usage.json").exists() and stored["matched_k"] == found
+    monkeypatch.setattr(ablation, "matched_k", lambda folder, paths: pytest.fail("measured again"))
+    assert ablation.usage(tmp_path / "run", paths) == stored

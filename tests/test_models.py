@@ -223,6 +223,62 @@ def test_independent_initialisation_is_overcompletes():
         build_config("topk_sae", D, init_scheme="untied")
 
 
+def test_decoder_bias_off_is_a_zero_buffer_the_optimiser_never_moves(tmp_path):
+    """`decoder_bias=False` (overcomplete's SAEs have no b_dec): b_dec stays zero through training steps and a
+    save/load, and is not a parameter; the default learns it."""
+    torch.manual_seed(2)
+    x = torch.randn(64, D) + 3.0
+    for decoder_bias in (True, False):
+        model = build_model("topk_sae", D, k=4, decoder_bias=decoder_bias)
+        model.set_normalization(*model.compute_normalization(x))
+        assert ("b_dec" in dict(model.named_parameters())) == decoder_bias
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(3):
+            model(x).loss.backward()
+            optimiser.step()
+            optimiser.zero_grad()
+        assert (float(model.b_dec.detach().abs().max()) > 0) == decoder_bias
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.decoder_bias is False and "b_dec" not in dict(loaded.named_parameters())
+    assert float(loaded.b_dec.abs().max()) == 0.0
+    torch.testing.assert_close(loaded.encode(x), model.encode(x))
+    with pytest.raises(ValueError, match="decoder_bias='no'"):
+        build_config("topk_sae", D, decoder_bias="no")
+
+
+def test_decoder_norm_project_is_overcompletes_step():
+    """`decoder_norm="project"`: one Adam step along the full gradient, then unit decoder rows, the encoder untouched
+    (overcomplete's `DictionaryLayer`). The default `"tangent"` steps along the tangent and rescales the encoder."""
+    torch.manual_seed(6)
+    x = torch.randn(64, D)
+    steps = {}
+    for rule in ("tangent", "project"):
+        torch.manual_seed(7)
+        model = build_model("topk_sae", D, k=4, decoder_norm=rule).double()
+        model.set_normalization(*model.compute_normalization(x.double()))
+        start = {name: p.detach().clone() for name, p in model.named_parameters()}
+        model(x.double()).loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+        model.remove_parallel_decoder_grad()  # the trainer's order (cedar_hf.training.recipes.SAERecipe)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+        optimiser.step()
+        model.normalize_decoder()
+        torch.testing.assert_close(model.W_dec.norm(dim=-1), torch.ones(model.config.n_latents, dtype=torch.float64))
+        steps[rule] = {name: p.detach().clone() for name, p in model.named_parameters()}
+        if rule == "project":  # Adam's first step: lr·g / (|g| + ε), bias-corrected moments
+            expected = {name: start[name] - 1e-2 * g / (g.abs() + 1e-8) for name, g in grads.items()}
+            W = expected["W_dec"]
+            torch.testing.assert_close(steps[rule]["W_dec"], W / (W.norm(dim=-1, keepdim=True) + 1e-8))
+            for name in ("W_enc", "b_enc", "b_dec"):
+                torch.testing.assert_close(steps[rule][name], expected[name])
+    assert not torch.allclose(steps["tangent"]["W_dec"], steps["project"]["W_dec"])
+    assert not torch.allclose(steps["tangent"]["W_enc"], steps["project"]["W_enc"])
+    assert build_config("topk_sae", D).decoder_norm == "tangent"
+    with pytest.raises(ValueError, match="decoder_norm='l2'"):
+        build_config("topk_sae", D, decoder_norm="l2")
+
+
 def test_topk_aux_loss_acts_on_dead_latents():
     model = build_model("topk_sae", D, dead_tokens_threshold=1, aux_k_coefficient=1 / 32).train()  # off by default
     x = torch.randn(32, D)
@@ -245,14 +301,12 @@ def _overcomplete_top_k_auxiliary_loss(x, x_hat, pre_codes, codes, dictionary, p
 def test_residual_aux_loss_is_overcomplete_top_k_auxiliary_loss(model_type, sparse_kernels):
     """With `reconstruction_loss="mse"` and no decoder bias, loss and gradients are overcomplete's (float64)."""
     torch.manual_seed(3)
-    model = build_model(model_type, D, k=3, reconstruction_loss="mse", residual_aux_coefficient=0.1).double()
+    model = build_model(model_type, D, k=3, reconstruction_loss="mse", residual_aux_coefficient=0.1,
+                        decoder_bias=False).double()  # overcomplete has no decoder bias
     model.use_sparse_kernels = sparse_kernels
     model.set_normalization(torch.zeros(D, dtype=torch.float64), 1.0)
     with torch.no_grad():
         model.b_enc.normal_()
-    with torch.no_grad():
-        model.b_dec.zero_()
-    model.b_dec.requires_grad_(False)  # overcomplete has no decoder bias
     model.train()
     x = torch.randn(64, D, dtype=torch.float64)
     out = model(x)
