@@ -53,8 +53,9 @@ import torch
 from cedar_hf.atomic import read_json, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_quality import (BACKBONE, CACHE, RESULTS, TARGETS, _run_record, embed_glosses,  # noqa: E402
-                               slug, split_embeddings, train_resumable, training_row)
+from benchmark_quality import (BACKBONE, CACHE, RESULTS, TARGETS, ExportedSAE, _run_record,  # noqa: E402
+                               embed_glosses, overcomplete_python, slug, split_embeddings, train_resumable,
+                               training_row)
 from benchmark_quality_report import _atomic_write  # noqa: E402
 
 REFERENCE = RESULTS / "quality_topk-270ep.json"
@@ -108,22 +109,21 @@ def train_variant(name: str, seed: int, epochs: int, paths: dict, n_train: int):
 
 
 @torch.no_grad()
-def firing(folder: Path, train_path: Path) -> dict:
-    """How the trained dictionary uses its latents on the training rows: the share that never fire, that fire on
+def firing(model, train_path: Path) -> dict:
+    """How a trained dictionary uses its latents on the training rows: the share that never fire, that fire on
     fewer than 1 row in 10⁴, that fire on more than 10 % of rows (dense), the effective number of latents
     `exp(entropy)` of the firing counts as a share of all, and the mean cosine of each encoder row with its
-    decoder row (1 at the tied start)."""
+    decoder row (1 at the tied start). `model`: ours, or overcomplete's re-expressed (`ExportedSAE`)."""
     import datasets
-    from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(folder)).eval()
     rows = datasets.load_from_disk(str(train_path)).with_format("torch")["embedding"]
     counts = torch.zeros(model.config.n_latents, dtype=torch.long)
     for start in range(0, len(rows), 4096):
         counts += (model.encode(rows[start:start + 4096].float()) != 0).sum(0)
     shares = counts.double() / counts.sum()
     entropy = -(shares[shares > 0] * shares[shares > 0].log()).sum()
-    cosine = torch.nn.functional.cosine_similarity(model.W_enc, model.W_dec, dim=-1).mean()
+    encoder, decoder = (model.W_enc, model.W_dec) if hasattr(model, "W_enc") else (model.W, model.D)
+    cosine = torch.nn.functional.cosine_similarity(encoder, decoder, dim=-1).mean()
     return {"dead_share": float((counts == 0).float().mean()),
             "rare_share": float((counts < len(rows) / 1e4).float().mean()),
             "dense_share": float((counts > len(rows) / 10).float().mean()),
@@ -132,16 +132,13 @@ def firing(folder: Path, train_path: Path) -> dict:
 
 
 @torch.no_grad()
-def matched_k(folder: Path, paths: dict) -> dict:
+def matched_k(model, paths: dict) -> dict:
     """K (mean active latents per held-out row) at each FVU target, as the quality benchmark's `cedar-hf`
     protocol finds it: τ searched on the model's dense codes (`search_threshold`, dataset FVU with the training
     mean, tolerance 0.005) on every held-out row. {target: K, or None when the target is out of reach}."""
-    from transformers import AutoModel
-
     from cedar_hf.data import embedding_matrix, load_dataset
     from cedar_hf.evaluation.threshold import DenseCodes, scan_thresholds, search_threshold
 
-    model = AutoModel.from_pretrained(str(folder)).eval()
     x = embedding_matrix(load_dataset(paths["val"]), flatten_tokens=True)
     mean = embedding_matrix(load_dataset(paths["train"]), flatten_tokens=True).double().mean(0)
     codes = DenseCodes(model, x)
@@ -154,23 +151,68 @@ def matched_k(folder: Path, paths: dict) -> dict:
     return found
 
 
-def usage(folder: Path, paths: dict) -> dict:
-    """`firing` and `matched_k` of a finished run, measured once and stored as `usage.json` beside it."""
-    path = folder / "usage.json"
+def usage(path: Path, load_model, paths: dict) -> dict:
+    """`firing` and `matched_k` of a finished run's model (`load_model()`), measured once and stored at `path`
+    (`usage.json` beside the run)."""
     if path.exists():
         stored = read_json(path, "latent usage")
         if stored.get("version") == USAGE_VERSION:
             return stored["usage"]
-    measured = {**firing(folder, paths["train"]), "matched_k": matched_k(folder, paths)}
+    model = load_model()
+    measured = {**firing(model, paths["train"]), "matched_k": matched_k(model, paths)}
     write_json(path, {"version": USAGE_VERSION, "usage": measured})
     return measured
+
+
+def load_ours(folder: Path):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(folder)).eval()
+
+
+def overcomplete_file(seed: int, epochs: int) -> Path:
+    return CACHE / "topk-ablation" / f"overcomplete-topk-seed{seed}-{epochs}ep.pt"
+
+
+def train_overcomplete_reference(seed: int, epochs: int, paths: dict) -> Path:
+    """overcomplete's TopKSAE itself for the variants' epochs, no early stop, through the quality benchmark's runner
+    (`benchmark_quality_overcomplete.py`, same inputs, its own `train_sae`; resumable): a reference whose K can be
+    measured at the same epochs, and a check that it repeats the stored run's curve."""
+    import subprocess
+
+    out = overcomplete_file(seed, epochs)
+    if out.exists():
+        return out
+    inputs = CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt"
+    if not inputs.exists():
+        raise SystemExit(f"{inputs} is missing: run the quality benchmark's overcomplete TopK once "
+                         "(scripts/benchmark_quality.py --stage train --models 'overcomplete TopK'), which writes it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(overcomplete_python()), str(Path(__file__).resolve().parent / "benchmark_quality_overcomplete.py"),
+                    str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(epochs),
+                    "--patience", str(epochs + 1), "--kinds", "topk"], check=True)
+    return out
+
+
+def overcomplete_row(out: Path, paths: dict, n_train: int, epochs: int) -> dict:
+    """The overcomplete run of `train_overcomplete_reference` as a table row (its K and usage measured on the
+    re-expressed model, `ExportedSAE`)."""
+    result = torch.load(out, weights_only=False)["topk"]
+    inputs = torch.load(CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt")
+    record = {"steps": result["steps"], "epochs": result["epochs"], "max_epochs": epochs,
+              "train_seconds": round(result["seconds"], 1), "stopped_on_plateau": result["stopped_on_plateau"],
+              "eval_fvu": result["history"][-1]["eval/fvu"],
+              "eval_curve": [(h["step"], h["eval/fvu"]) for h in result["history"]]}
+    load = lambda: ExportedSAE(result, inputs["mean"], inputs["scale"])  # noqa: E731
+    return {**record, "changes": "overcomplete 0.3.0 itself (its own loop: Adam ε 1e-8, clipping 1.0, constant LR), "
+            "trained here for these epochs", **usage(out.with_suffix(".usage.json"), load, paths)}
 
 
 def run_row(name: str, folder: Path, epochs: int, n_train: int, paths: dict) -> dict:
     settings = read_json(folder / "training_args.json", "training arguments")
     return {**training_row(_run_record(folder), n_train, epochs), "changes": VARIANTS[name][0],
             **{key: settings[key] for key in ("adam_epsilon", "max_grad_norm", "lr_schedule")},
-            **usage(folder, paths)}
+            **usage(folder / "usage.json", lambda: load_ours(folder), paths)}
 
 
 def first_epochs(row: dict, epochs: int, n_train: int, changes: str) -> dict:
@@ -226,13 +268,19 @@ def markdown(results: dict, marks: list) -> str:
               "end: dead, latents that never fire; rare, fire on fewer than 5 rows (1 in 10⁴); dense, on more than "
               "10 %; effective, exp(entropy) of the firing counts as a share of all latents; cos(enc, dec), the mean "
               "cosine of each encoder row with its decoder row. s: one-thread seconds of the run, beside another "
-              "training. overcomplete's row is its committed run (`" + results["reference"] + "`), and so is a row "
-              "marked stored: cut to these epochs (seconds pro rata), their K and latent usage not measured."]
+              "training. overcomplete's row is its run trained here for these epochs when there is one "
+              "(`--train-overcomplete`), else its committed run (`" + results["reference"] + "`); a row from a "
+              "committed run (overcomplete's then, and one marked stored) is cut to these epochs (seconds pro rata), "
+              "its K and latent usage not measured."]
     check = results.get("reproduction_check")
     if check:
         lines += ["", f"Reproduction: `ours` against the quality benchmark's run of the same model and seed "
                   f"(`{check['against']}`) over {check['epochs']} epochs: largest held-out FVU difference "
                   f"{check['max_abs_fvu_difference']:.2e}."]
+    check = results.get("overcomplete_reproduction_check")
+    if check:
+        lines += ["", f"Reproduction: overcomplete's run here against its stored run (`{check['against']}`) over "
+                  f"{check['epochs']} epochs: largest held-out FVU difference {check['max_abs_fvu_difference']:.2e}."]
     if results.get("reading"):
         lines += ["", "## Reading", "", results["reading"]]
     return "\n".join(lines) + "\n"
@@ -287,17 +335,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="Variants to train (default: all).")
-    parser.add_argument("--epochs", type=int, default=90, help="Epochs each variant trains, at a constant LR.")
+    parser.add_argument("--epochs", type=int, default=120,
+                        help="Epochs each variant trains, at a constant LR (the committed report: 120).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the initialisation and the shuffles.")
     parser.add_argument("--n-train", type=int, default=50000, help="Training rows (as the quality benchmark).")
     parser.add_argument("--n-val", type=int, default=10000, help="Held-out rows (as the quality benchmark).")
     parser.add_argument("--reference", type=Path, default=REFERENCE,
                         help="A quality-benchmark result JSON whose training rows hold overcomplete's TopK curve and ours "
                              "for the seed (default: the 270-epoch TopK pair).")
+    parser.add_argument("--train-overcomplete", action="store_true",
+                        help="Also train overcomplete's TopKSAE itself for --epochs (no early stop), so its K is measured "
+                             "at the same epochs; without it (or its cached run) its row is the stored run cut to them.")
     parser.add_argument("--report-only", action="store_true", help="Rewrite the report from the cached runs.")
     opts = parser.parse_args()
     paths = dict(zip(("train", "val"), split_embeddings(embed_glosses(opts.n_train + opts.n_val), opts.n_val)))
     if not opts.report_only:
+        if opts.train_overcomplete:
+            train_overcomplete_reference(opts.seed, opts.epochs, paths)
         for name in opts.variants:
             train_variant(name, opts.seed, opts.epochs, paths, opts.n_train)
     previous = read_json(RESULTS / "topk_ablation.json") if (RESULTS / "topk_ablation.json").exists() else {}
@@ -314,9 +368,17 @@ def main() -> None:
     reference = training.get(REFERENCE_NAME, {})
     if str(opts.seed) not in reference:
         raise SystemExit(f"{opts.reference} has no {REFERENCE_NAME!r} run for seed {opts.seed}")
-    runs[REFERENCE_NAME] = {str(opts.seed): first_epochs(reference[str(opts.seed)], opts.epochs, opts.n_train,
-                                                         "overcomplete 0.3.0 itself (its own loop: Adam ε 1e-8, "
-                                                         "clipping 1.0, constant LR)")}
+    stored_reference = first_epochs(reference[str(opts.seed)], opts.epochs, opts.n_train,
+                                    "overcomplete 0.3.0 itself (its own loop: Adam ε 1e-8, clipping 1.0, constant LR)")
+    overcomplete_check = None
+    if overcomplete_file(opts.seed, opts.epochs).exists():  # trained here: measured, and checked against the stored run
+        runs[REFERENCE_NAME] = {str(opts.seed): overcomplete_row(overcomplete_file(opts.seed, opts.epochs), paths,
+                                                                 opts.n_train, opts.epochs)}
+        overcomplete_check = reproduction_check(runs[REFERENCE_NAME][str(opts.seed)], reference[str(opts.seed)])
+        if overcomplete_check:
+            overcomplete_check["against"] = f"{opts.reference.name}, {REFERENCE_NAME!r}"
+    else:
+        runs[REFERENCE_NAME] = {str(opts.seed): stored_reference}
     stored_ours = training.get(OURS_NAME, {}).get(str(opts.seed))
     check = reproduction_check(runs.get("ours", {}).get(str(opts.seed)), stored_ours)
     if "ours" not in runs and stored_ours:  # not run here: the benchmark's own run of it, cut to the same epochs
@@ -332,7 +394,7 @@ def main() -> None:
                 f"embeddings, {opts.n_train} train / {opts.n_val} held out (the quality benchmark's split)")
     results = {"protocol": protocol, "seed": opts.seed, "epochs": opts.epochs, "reference": str(opts.reference.name),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs,
-               "reproduction_check": check,
+               "reproduction_check": check, "overcomplete_reproduction_check": overcomplete_check,
                "reading": previous.get("reading", "") if previous.get("epochs") == opts.epochs else ""}
     write_report(results, marks)
     print(markdown(results, marks))

@@ -90,15 +90,16 @@ def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monk
         optimiser.zero_grad()
         model.normalize_decoder()
     model.eval().save_pretrained(tmp_path / "run")
-    found = ablation.matched_k(tmp_path / "run", paths)
+    found = ablation.matched_k(ablation.load_ours(tmp_path / "run"), paths)
     report = compare_models({"m": model}, x_val, ablation.TARGETS, train_data=x_train, progress=False)
     expected = {f"{e['target']:.2f}": e["K"] if e["reached"] else None for e in report["models"]["m"]["matched"]}
     assert found.keys() == expected.keys() and any(v is not None for v in found.values())
     for target, k in expected.items():
         assert found[target] == (pytest.approx(k, rel=1e-6) if k is not None else None), target
 
-    monkeypatch.setattr(ablation, "firing", lambda folder, path: {"dead_share": 0.0})
-    stored = ablation.usage(tmp_path / "run", paths)
-    assert (tmp_path / "run" / "usage.json").exists() and stored["matched_k"] == found
-    monkeypatch.setattr(ablation, "matched_k", lambda folder, paths: pytest.fail("measured again"))
-    assert ablation.usage(tmp_path / "run", paths) == stored
+    monkeypatch.setattr(ablation, "firing", lambda model, path: {"dead_share": 0.0})
+    path = tmp_path / "run" / "usage.json"
+    stored = ablation.usage(path, lambda: ablation.load_ours(tmp_path / "run"), paths)
+    assert path.exists() and stored["matched_k"] == found
+    monkeypatch.setattr(ablation, "matched_k", lambda model, paths: pytest.fail("measured again"))
+    assert ablation.usage(path, lambda: pytest.fail("loaded again"), paths) == stored
