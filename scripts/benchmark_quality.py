@@ -355,7 +355,11 @@ class ExportedSAE(torch.nn.Module):
         return acts * (acts >= self.threshold)
 
     def dense_codes(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
+        """`ReLU(pre)` of every latent, before the TopK / θ rule: where threshold sweeps start, as for our SAEs
+        (`SparseAutoencoder.dense_codes`). Until 2026-12-02 this was the model's own codes (TopK-capped at k, or
+        θ-thresholded), which the reports' protocol line did not say; on the converged TopK pair (270 epochs, seeds
+        0-1) that moved overcomplete's K at matched FVU by −0.6 to +0.6 % (`DENSE_CODES`)."""
+        return torch.relu(((x - self.mean) * self.scale) @ self.W.T + self.b)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return (codes @ self.D) / self.scale + self.mean
@@ -368,6 +372,7 @@ class ExportedSAE(torch.nn.Module):
         return self.D / self.scale
 
 
+DENSE_CODES = "relu(pre)"  # what ExportedSAE.dense_codes returns (part of overcomplete rows' cache fingerprint)
 OVERCOMPLETE_VENV = CACHE / "overcomplete-venv"
 OVERCOMPLETE_PINS = ("overcomplete==0.3.0", "einops", "matplotlib<3.9", "opencv-python-headless")
 
@@ -437,7 +442,7 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
                       "stopped_on_plateau": result[kind]["stopped_on_plateau"],
                       "eval_fvu": result[kind]["history"][-1]["eval/fvu"],
                       "eval_curve": [(h["step"], h["eval/fvu"]) for h in result[kind]["history"]],
-                      "max_abs_code_difference_vs_overcomplete": check}
+                      "max_abs_code_difference_vs_overcomplete": check, "dense_codes": DENSE_CODES}
     return {"models": models, "training": info}
 
 
@@ -458,8 +463,10 @@ def protocols(wanted=None) -> list:
 
 def run_fingerprint(row: dict) -> list:
     """What identifies one trained model in the evaluation cache: its steps and held-out FVU (a model retrained
-    into the same folder, e.g. under another stopping rule, gets evaluated again)."""
-    return [int(row["steps"]), None if row.get("eval_fvu") is None else round(float(row["eval_fvu"]), 10)]
+    into the same folder, e.g. under another stopping rule, gets evaluated again), and for overcomplete's models
+    what their dense codes are (`dense_codes`: entries measured before `DENSE_CODES` are evaluated again)."""
+    fingerprint = [int(row["steps"]), None if row.get("eval_fvu") is None else round(float(row["eval_fvu"]), 10)]
+    return fingerprint + ([row["dense_codes"]] if row.get("dense_codes") else [])
 
 
 # report keys that are not the evaluation's setting: its models, when it ran, and the cache's own bookkeeping

@@ -327,3 +327,33 @@ def test_missing_wordnet_is_a_clear_error_naming_the_files(tmp_path):
     (tmp_path / "data.noun").write_text("")
     with pytest.raises(SystemExit, match=r"data\.verb.*data\.adj.*data\.adv.*missing; install Debian's wordnet-base"):
         benchmark_quality.read_wordnet_glosses(tmp_path)
+
+
+def test_overcomplete_models_start_threshold_sweeps_where_ours_do():
+    """`ExportedSAE.dense_codes` is ReLU(pre) of every latent, as our SAE's (not its TopK- or θ-capped codes), for
+    the same weights; its `encode` keeps its own rule. The dense-code kind is part of its cache fingerprint."""
+    import torch
+
+    import cedar_hf
+
+    torch.manual_seed(0)
+    d = 16
+    config_class, model_class = cedar_hf.DICTIONARY_CLASSES["topk_sae"]
+    ours = model_class(config_class(d_in=d, expansion_factor=4, k=3, decoder_bias=False))
+    x = torch.randn(50, d)
+    ours.set_normalization(*ours.compute_normalization(x))
+    with torch.no_grad():
+        ours.b_enc.normal_()
+    for rule, threshold in (("topk", None), ("batchtopk", 0.3)):
+        export = {"W_enc": ours.W_enc.detach(), "b_enc": ours.b_enc.detach(), "dictionary": ours.W_dec.detach(),
+                  "rule": rule, "threshold": threshold, "k": 3}
+        theirs = benchmark_quality.ExportedSAE(export, ours.mean, ours.scale)
+        dense = theirs.dense_codes(x)
+        torch.testing.assert_close(dense, ours.dense_codes(x))
+        assert int((dense > 0).sum(-1).max()) > 3  # more than the k its own rule keeps
+        if rule == "topk":
+            torch.testing.assert_close(theirs.encode(x), ours.encode(x))
+            assert int((theirs.encode(x) != 0).sum(-1).max()) == 3
+    fp = benchmark_quality.run_fingerprint
+    assert fp({"steps": 5, "eval_fvu": 0.1, "dense_codes": "relu(pre)"}) != fp({"steps": 5, "eval_fvu": 0.1})
+    assert fp({"steps": 5, "eval_fvu": 0.1}) == [5, 0.1]  # our rows' fingerprints (and cached entries) unchanged

@@ -63,7 +63,8 @@ def test_every_variant_builds_and_names_real_training_arguments():
 
 def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monkeypatch):
     """`matched_k` finds the K `compare_models` (the quality benchmark's evaluation) reports at each target, and
-    `usage` stores it beside the run: a second call reads usage.json instead of measuring again."""
+    `usage` stores it beside the run: a second call reads usage.json instead of measuring again. An overcomplete run
+    file of the same weights gives a row with the same K and its own curve."""
     import datasets
     import torch
 
@@ -81,7 +82,7 @@ def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monk
         paths[split] = tmp_path / split
         datasets.Dataset.from_dict({"embedding": x.tolist(), "label": [0] * len(x)}).save_to_disk(str(paths[split]))
     config_class, model_class = cedar_hf.DICTIONARY_CLASSES["topk_sae"]
-    model = model_class(config_class(d_in=d, expansion_factor=4, k=12))
+    model = model_class(config_class(d_in=d, expansion_factor=4, k=12, decoder_bias=False))  # overcomplete's form
     model.set_normalization(*model.compute_normalization(x_train))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(150):  # far enough that the FVU targets are within reach
@@ -103,3 +104,19 @@ def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monk
     assert path.exists() and stored["matched_k"] == found
     monkeypatch.setattr(ablation, "matched_k", lambda model, paths: pytest.fail("measured again"))
     assert ablation.usage(path, lambda: pytest.fail("loaded again"), paths) == stored
+
+    # the same weights as an overcomplete run file (its export's keys; no b_dec, as overcomplete has none)
+    monkeypatch.undo()
+    monkeypatch.setattr(ablation, "CACHE", tmp_path)
+    torch.save({"mean": model.mean.clone(), "scale": model.scale.clone()},
+               tmp_path / f"overcomplete-inputs-{tmp_path.name}.pt")
+    history = [{"epoch": e, "step": 10 * e, "eval/fvu": 0.5 / e} for e in (1, 2, 3)]
+    export = {"rule": "topk", "k": 12, "W_enc": model.W_enc.detach(), "b_enc": model.b_enc.detach(),
+              "dictionary": model.W_dec.detach(), "threshold": None, "steps": 30, "epochs": 3, "seconds": 9.0,
+              "stopped_on_plateau": False, "history": history}
+    torch.save({"topk": export}, tmp_path / "overcomplete.pt")
+    row = ablation.overcomplete_row(tmp_path / "overcomplete.pt", paths, n_train=600, epochs=3)
+    assert row["eval_curve"] == [(10, 0.5), (20, 0.25), (30, 0.5 / 3)] and row["epochs"] == 3
+    assert (tmp_path / "overcomplete.usage.json").exists() and row["dead_share"] >= 0
+    for target, k in found.items():
+        assert row["matched_k"][target] == (pytest.approx(k, rel=1e-5) if k is not None else None), target
