@@ -37,6 +37,7 @@ Results: benchmarks/results/topk_ablation.{md,json} and topk_ablation_curves.png
 each one, so two processes can train two variants side by side (`--variants`) and the last to finish writes all.
 
     OMP_NUM_THREADS=1 python scripts/benchmark_topk_ablation.py --variants ours "overcomplete init"
+    OMP_NUM_THREADS=1 python scripts/benchmark_topk_ablation.py --train-overcomplete --variants "all of overcomplete's"
     python scripts/benchmark_topk_ablation.py --epochs 5 --variants ours          # a short look
     python scripts/benchmark_topk_ablation.py --report-only                       # rewrite the report
 """
