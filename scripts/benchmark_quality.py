@@ -395,6 +395,26 @@ def overcomplete_python() -> Path:
     return python
 
 
+def overcomplete_inputs(paths: dict) -> Path:
+    """The standardised tensors overcomplete trains on (written by `train_overcomplete` on first use)."""
+    return CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt"
+
+
+def run_overcomplete_trainer(inputs: Path, out: Path, seed: int, epochs: int, patience: int, kinds, expansion: int = 8):
+    """`benchmark_quality_overcomplete.py` in overcomplete's venv: its TopK / BatchTopK (`kinds`) into `out`."""
+    subprocess.run([str(overcomplete_python()), str(ROOT / "scripts" / "benchmark_quality_overcomplete.py"),
+                    str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(epochs), "--patience", str(patience),
+                    "--expansion", str(expansion), "--kinds", *kinds], check=True)
+
+
+def overcomplete_training_row(run: dict, max_epochs: int) -> dict:
+    """One overcomplete run's record (a kind's entry of the trainer's output) as a training row."""
+    return {"steps": run["steps"], "epochs": run["epochs"], "max_epochs": max_epochs,
+            "train_seconds": round(run["seconds"], 1), "stopped_on_plateau": run["stopped_on_plateau"],
+            "eval_fvu": run["history"][-1]["eval/fvu"],
+            "eval_curve": [(h["step"], h["eval/fvu"]) for h in run["history"]]}
+
+
 def train_overcomplete(seed: int, paths: dict, opts) -> dict:
     """overcomplete's TopK (k = 64) and BatchTopK (k = 32) for one seed, in the venv; contract models + checks."""
     from cedar_hf import SparseAutoencoder
@@ -402,7 +422,7 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
 
     pairs = [(kind, name) for kind, name in OVERCOMPLETE.items() if not opts.models or name in opts.models]
     x_val = embedding_matrix(paths["val"], flatten_tokens=True)
-    inputs = CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt"
+    inputs = overcomplete_inputs(paths)
     if not inputs.exists():
         x_train = embedding_matrix(paths["train"], flatten_tokens=True)
         mean, scale = SparseAutoencoder.compute_normalization(x_train)
@@ -425,10 +445,8 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
             out.parent.mkdir(parents=True, exist_ok=True)
             print(f"[{time.strftime('%H:%M:%S')}] training {' / '.join(n for _, n in group)} seed {seed} (at most "
                   f"{epochs} epochs)", flush=True)
-            subprocess.run([str(overcomplete_python()), str(ROOT / "scripts" / "benchmark_quality_overcomplete.py"),
-                            str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(epochs),
-                            "--patience", str(opts.patience), "--expansion", str(opts.expansion),
-                            "--kinds", *[kind for kind, _ in group]], check=True)
+            run_overcomplete_trainer(inputs, out, seed, epochs, opts.patience, [kind for kind, _ in group],
+                                     opts.expansion)
         result.update(torch.load(out, weights_only=False))
     models, info = {}, {}
     for kind, name in pairs:
@@ -437,11 +455,7 @@ def train_overcomplete(seed: int, paths: dict, opts) -> dict:
             codes = model.encode(x_val)
             check = float((codes - result[kind]["val_codes"].to_dense()).abs().max())
         models[name] = model
-        info[name] = {"steps": result[kind]["steps"], "epochs": result[kind]["epochs"], "max_epochs": budget(name, opts),
-                      "train_seconds": round(result[kind]["seconds"], 1),
-                      "stopped_on_plateau": result[kind]["stopped_on_plateau"],
-                      "eval_fvu": result[kind]["history"][-1]["eval/fvu"],
-                      "eval_curve": [(h["step"], h["eval/fvu"]) for h in result[kind]["history"]],
+        info[name] = {**overcomplete_training_row(result[kind], budget(name, opts)),
                       "max_abs_code_difference_vs_overcomplete": check, "dense_codes": DENSE_CODES}
     return {"models": models, "training": info}
 

@@ -55,8 +55,8 @@ from cedar_hf.atomic import read_json, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_quality import (BACKBONE, CACHE, RESULTS, TARGETS, ExportedSAE, _run_record,  # noqa: E402
-                               embed_glosses, overcomplete_python, slug, split_embeddings, train_resumable,
-                               training_row)
+                               embed_glosses, overcomplete_inputs, overcomplete_training_row,
+                               run_overcomplete_trainer, slug, split_embeddings, train_resumable, training_row)
 from benchmark_quality_report import _atomic_write  # noqa: E402
 
 REFERENCE = RESULTS / "quality_topk-270ep.json"
@@ -179,34 +179,27 @@ def train_overcomplete_reference(seed: int, epochs: int, paths: dict) -> Path:
     """overcomplete's TopKSAE itself for the variants' epochs, no early stop, through the quality benchmark's runner
     (`benchmark_quality_overcomplete.py`, same inputs, its own `train_sae`; resumable): a reference whose K can be
     measured at the same epochs, and a check that it repeats the stored run's curve."""
-    import subprocess
-
     out = overcomplete_file(seed, epochs)
     if out.exists():
         return out
-    inputs = CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt"
+    inputs = overcomplete_inputs(paths)
     if not inputs.exists():
         raise SystemExit(f"{inputs} is missing: run the quality benchmark's overcomplete TopK once "
                          "(scripts/benchmark_quality.py --stage train --models 'overcomplete TopK'), which writes it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(overcomplete_python()), str(Path(__file__).resolve().parent / "benchmark_quality_overcomplete.py"),
-                    str(inputs), str(out), "--seed", str(seed), "--max-epochs", str(epochs),
-                    "--patience", str(epochs + 1), "--kinds", "topk"], check=True)
+    run_overcomplete_trainer(inputs, out, seed, epochs, patience=epochs + 1, kinds=["topk"])
     return out
 
 
-def overcomplete_row(out: Path, paths: dict, n_train: int, epochs: int) -> dict:
+def overcomplete_row(out: Path, paths: dict, epochs: int) -> dict:
     """The overcomplete run of `train_overcomplete_reference` as a table row (its K and usage measured on the
     re-expressed model, `ExportedSAE`)."""
     result = torch.load(out, weights_only=False)["topk"]
-    inputs = torch.load(CACHE / f"overcomplete-inputs-{paths['train'].parent.name}.pt")
-    record = {"steps": result["steps"], "epochs": result["epochs"], "max_epochs": epochs,
-              "train_seconds": round(result["seconds"], 1), "stopped_on_plateau": result["stopped_on_plateau"],
-              "eval_fvu": result["history"][-1]["eval/fvu"],
-              "eval_curve": [(h["step"], h["eval/fvu"]) for h in result["history"]]}
+    inputs = torch.load(overcomplete_inputs(paths))
     load = lambda: ExportedSAE(result, inputs["mean"], inputs["scale"])  # noqa: E731
-    return {**record, "changes": "overcomplete 0.3.0 itself (its own loop: Adam ε 1e-8, clipping 1.0, constant LR), "
-            "trained here for these epochs", **usage(out.with_suffix(".usage.json"), load, paths)}
+    return {**overcomplete_training_row(result, epochs), "changes": "overcomplete 0.3.0 itself (its own loop: Adam "
+            "ε 1e-8, clipping 1.0, constant LR), trained here for these epochs",
+            **usage(out.with_suffix(".usage.json"), load, paths)}
 
 
 def run_row(name: str, folder: Path, epochs: int, n_train: int, paths: dict) -> dict:
@@ -369,17 +362,17 @@ def main() -> None:
     reference = training.get(REFERENCE_NAME, {})
     if str(opts.seed) not in reference:
         raise SystemExit(f"{opts.reference} has no {REFERENCE_NAME!r} run for seed {opts.seed}")
-    stored_reference = first_epochs(reference[str(opts.seed)], opts.epochs, opts.n_train,
-                                    "overcomplete 0.3.0 itself (its own loop: Adam ε 1e-8, clipping 1.0, constant LR)")
     overcomplete_check = None
     if overcomplete_file(opts.seed, opts.epochs).exists():  # trained here: measured, and checked against the stored run
         runs[REFERENCE_NAME] = {str(opts.seed): overcomplete_row(overcomplete_file(opts.seed, opts.epochs), paths,
-                                                                 opts.n_train, opts.epochs)}
+                                                                 opts.epochs)}
         overcomplete_check = reproduction_check(runs[REFERENCE_NAME][str(opts.seed)], reference[str(opts.seed)])
         if overcomplete_check:
             overcomplete_check["against"] = f"{opts.reference.name}, {REFERENCE_NAME!r}"
     else:
-        runs[REFERENCE_NAME] = {str(opts.seed): stored_reference}
+        runs[REFERENCE_NAME] = {str(opts.seed): first_epochs(
+            reference[str(opts.seed)], opts.epochs, opts.n_train,
+            "overcomplete 0.3.0 itself (its own loop: Adam ε 1e-8, clipping 1.0, constant LR)")}
     stored_ours = training.get(OURS_NAME, {}).get(str(opts.seed))
     check = reproduction_check(runs.get("ours", {}).get(str(opts.seed)), stored_ours)
     if "ours" not in runs and stored_ours:  # not run here: the benchmark's own run of it, cut to the same epochs

@@ -107,7 +107,7 @@ def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monk
 
     # the same weights as an overcomplete run file (its export's keys; no b_dec, as overcomplete has none)
     monkeypatch.undo()
-    monkeypatch.setattr(ablation, "CACHE", tmp_path)
+    monkeypatch.setattr(ablation.sys.modules["benchmark_quality"], "CACHE", tmp_path)
     torch.save({"mean": model.mean.clone(), "scale": model.scale.clone()},
                tmp_path / f"overcomplete-inputs-{tmp_path.name}.pt")
     history = [{"epoch": e, "step": 10 * e, "eval/fvu": 0.5 / e} for e in (1, 2, 3)]
@@ -115,7 +115,7 @@ def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monk
               "dictionary": model.W_dec.detach(), "threshold": None, "steps": 30, "epochs": 3, "seconds": 9.0,
               "stopped_on_plateau": False, "history": history}
     torch.save({"topk": export}, tmp_path / "overcomplete.pt")
-    row = ablation.overcomplete_row(tmp_path / "overcomplete.pt", paths, n_train=600, epochs=3)
+    row = ablation.overcomplete_row(tmp_path / "overcomplete.pt", paths, epochs=3)
     assert row["eval_curve"] == [(10, 0.5), (20, 0.25), (30, 0.5 / 3)] and row["epochs"] == 3
     assert (tmp_path / "overcomplete.usage.json").exists() and row["dead_share"] >= 0
     for target, k in found.items():
