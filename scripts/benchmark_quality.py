@@ -10,7 +10,7 @@ Stages (all cached under benchmarks/cache/, git-ignored, so a rerun only redoes 
               initialisation, `(independent init)`), MSAE (RW,
               levels doubling from 64) — SAEs 8× — plus the no-rotation and Semi-NMF baselines, with
               `cedar_hf.train` and one recipe (`--recipe`, default `cedar-hf`: stop when the held-out objective
-              has not improved 0.2 % for `--patience` epochs (default 3; the committed results: 10), at most
+              has not improved 0.2 % for `--patience` epochs (default 3; the committed results: 10; 0: never), at most
               `--max-epochs`, or a model's own `--max-epochs-for` budget); overcomplete 0.3.0's TopKSAE /
               BatchTopKSAE in their own venv on the same standardised tensors, with the same plateau rule. Every
               training checkpoints each epoch: one cut short (a session's end, a crash) continues exactly where it
@@ -303,13 +303,15 @@ def train_resumable(model, folder: Path, paths: dict, what: str, **training_args
 def _shorter_patience(path: Path, opts, root: Path | None = None) -> Path | None:
     """`path` (a model folder or file of this run's cache folder under `root`) in the cache folder of the same
     setting at the largest smaller positive patience, if there is one: a run at a larger patience is that run up to
-    where that one stopped (it had fewer bad evaluations in a row than its patience at every evaluation before)."""
+    where that one stopped (it had fewer bad evaluations in a row than its patience at every evaluation before).
+    Patience 0 (no plateau stop) is larger than every positive one."""
     root = root or CACHE / "models"
     base = opts.tag.rsplit("-p", 1)[0]
     found = []
     for tag in root.glob(f"{base}-p*"):
         patience = tag.name[len(base) + 2:]
-        if patience.isdigit() and 0 < int(patience) < opts.patience and (tag / path.name).exists():
+        if patience.isdigit() and 0 < int(patience) and (opts.patience == 0 or int(patience) < opts.patience) \
+                and (tag / path.name).exists():
             found.append((int(patience), tag / path.name))
     return max(found)[1] if found else None
 
@@ -733,9 +735,10 @@ def main() -> None:
                              "still improving at --max-epochs; its cache folders get an '-{EPOCHS}ep' suffix and "
                              "--add-to-json pools only runs with the same budgets")
     parser.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
-                        help="held-out evaluations (epochs) without 0.2 %% gain that stop a training; a run at a "
-                             "larger patience continues the cached runs of a smaller one (the same run up to their "
-                             "stop) instead of training from the start")
+                        help="held-out evaluations (epochs) without 0.2 %% gain that stop a training (0: no plateau "
+                             "stop, every model trains its whole budget); a run at a larger patience (0 the largest) "
+                             "continues the cached runs of a smaller one (the same run up to their stop) instead of "
+                             "training from the start")
     parser.add_argument("--curriculum-epochs", type=int, default=5, help="CEDAR's τ, in epochs")
     parser.add_argument("--budget-minutes", type=float, default=60.0,
                         help="start no new training after this much wall-clock (cached runs still count)")

@@ -73,7 +73,8 @@ def train_one(kind: str, x_c: torch.Tensor, val_c: torch.Tensor, n_latents: int,
                                                      state["seconds"])
         print(f"{kind} seed {args.seed}: resuming after epoch {done} from {checkpoint}", flush=True)
     epoch = done
-    while epoch < args.max_epochs and bad < args.patience:  # (a checkpoint of the stopping epoch ends at once)
+    plateaued = lambda: args.patience > 0 and bad >= args.patience  # patience 0: no plateau stop, the whole budget
+    while epoch < args.max_epochs and not plateaued():  # (a checkpoint of the stopping epoch ends at once)
         epoch += 1
         train_sae(model, loader, top_k_auxiliary_loss, optimizer, nb_epochs=1, monitoring=0)
         fvu = held_out_fvu(model, val_c[: args.eval_rows], train_mean_c)
@@ -90,7 +91,7 @@ def train_one(kind: str, x_c: torch.Tensor, val_c: torch.Tensor, n_latents: int,
                       "torch_rng": torch.get_rng_state(), "best": best, "bad": bad, "history": history,
                       "epoch": epoch, "seconds": seconds}, checkpoint)
     info = {"epochs": epoch, "steps": epoch * len(loader), "seconds": earlier_seconds + time.time() - started,
-            "stopped_on_plateau": bad >= args.patience, "history": history, "checkpoint": checkpoint}
+            "stopped_on_plateau": plateaued(), "history": history, "checkpoint": checkpoint}
     return model.eval(), info
 
 
@@ -123,7 +124,8 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--patience", type=int, default=3, help="epochs without --min-delta gain that stop a "
+                        "training; 0: no plateau stop, every run trains --max-epochs")
     parser.add_argument("--min-delta", type=float, default=0.002)
     parser.add_argument("--eval-rows", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=1024)

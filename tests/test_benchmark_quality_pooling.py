@@ -357,3 +357,19 @@ def test_overcomplete_models_start_threshold_sweeps_where_ours_do():
     fp = benchmark_quality.run_fingerprint
     assert fp({"steps": 5, "eval_fvu": 0.1, "dense_codes": "relu(pre)"}) != fp({"steps": 5, "eval_fvu": 0.1})
     assert fp({"steps": 5, "eval_fvu": 0.1}) == [5, 0.1]  # our rows' fingerprints (and cached entries) unchanged
+
+
+def test_a_larger_patience_continues_the_largest_smaller_one_and_zero_is_the_largest(tmp_path):
+    """`_shorter_patience`: a run at patience P continues the cached run of the largest positive patience below P;
+    patience 0 (no plateau stop) is above every positive one, so it continues the longest cached run."""
+    base = "data-cedar-hf-8x-90ep"
+    for patience in (3, 10):
+        (tmp_path / f"{base}-p{patience}" / "TopK-seed0").mkdir(parents=True)
+    (tmp_path / f"{base}-p30").mkdir()  # a larger patience without this model: not a candidate
+    path = tmp_path / f"{base}-pX" / "TopK-seed0"
+    found = {patience: benchmark_quality._shorter_patience(path, _opts(patience=patience, tag=f"{base}-p{patience}"),
+                                                           tmp_path)
+             for patience in (3, 5, 10, 50, 0)}
+    assert found[3] is None
+    assert found[5] == found[10] == tmp_path / f"{base}-p3" / "TopK-seed0"
+    assert found[50] == found[0] == tmp_path / f"{base}-p10" / "TopK-seed0"
