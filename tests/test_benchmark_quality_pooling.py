@@ -373,3 +373,9 @@ def test_a_larger_patience_continues_the_largest_smaller_one_and_zero_is_the_lar
     assert found[3] is None
     assert found[5] == found[10] == tmp_path / f"{base}-p3" / "TopK-seed0"
     assert found[50] == found[0] == tmp_path / f"{base}-p10" / "TopK-seed0"
+
+
+def test_the_report_says_when_trainings_stopped_and_that_patience_0_never_stops():
+    assert benchmark_quality_report.stopping_rule(10).endswith("has not improved by 0.2 % for 10 epochs")
+    never = benchmark_quality_report.stopping_rule(0)
+    assert "no plateau stop" in never and "whole budget" in never and "0.2 %" not in never
