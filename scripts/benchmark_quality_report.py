@@ -341,3 +341,53 @@ sweep; × = thresholds below the lowest FVU, where more codes reconstruct worse)
 (CKNNA and LP vs FVU, the paper's Fig. 8), `{name}_training_curves.png` (held-out FVU by epoch, where each run
 stopped).
 """
+
+
+def merged_training(files: list) -> dict:
+    """{label: {seed: row}} from the `training` rows of quality / training-only JSON files (`benchmark_quality.py`),
+    each model labelled by its file's stopping rule (`TopK (patience 10)`, `TopK (no plateau stop)`), so the same
+    model trained under two rules draws two lines; a seed found in two files of the same label is the later file's."""
+    merged: dict = {}
+    for path in map(Path, files):
+        try:
+            data = json.loads(path.read_text())
+            patience, training = data["settings"]["patience"], data.get("training") or data["settings"]["training"]
+        except FileNotFoundError:
+            raise SystemExit(f"{path}: no such file (a quality_*.json or quality_training_*.json of "
+                             "benchmarks/results/)") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise SystemExit(f"{path}: not a quality benchmark result (no settings.patience and training rows: "
+                             f"{error!r})") from None
+        rule = "no plateau stop" if not patience else f"patience {patience}"
+        for model, seeds in training.items():
+            merged.setdefault(f"{model} ({rule})", {}).update({str(seed): row for seed, row in seeds.items()})
+    return merged
+
+
+def main(argv=None) -> None:
+    """`python scripts/benchmark_quality_report.py --curves OUT.png FILE ...`: one training-curves figure of the
+    runs of several result files (say, one model stopped on its plateau and trained its whole budget, beside its
+    peer)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__, epilog="example (the committed figure of ours "
+                                     "stopped on its plateau, trained its whole budget, and overcomplete's TopK): "
+                                     "python scripts/benchmark_quality_report.py --curves "
+                                     "benchmarks/results/topk_training_length_curves.png " + " ".join(
+                                         f"benchmarks/results/quality_training_90ep_{stem}.json" for stem in (
+                                             "p10_topk--residual-aux-independent-init-270ep",
+                                             "p0_topk--residual-aux-independent-init-270ep",
+                                             "p10_overcomplete-topk-270ep", "p10_overcomplete-topk-270ep_rerun")))
+    parser.add_argument("files", nargs="+", type=Path, help="quality_*.json / quality_training_*.json files")
+    parser.add_argument("--curves", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--seed", type=int, default=0, help="the seed whose runs are drawn (default 0)")
+    args = parser.parse_args(argv)
+    drawn = plot_training_curves(merged_training(args.files), args.seed)
+    if drawn is None:
+        raise SystemExit(f"no run of seed {args.seed} in {', '.join(map(str, args.files))} kept its held-out curve")
+    _atomic_write(args.curves, drawn[0])
+    print(f"{args.curves}: seed {args.seed}, {len(drawn[1])} runs: {'; '.join(drawn[1])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -379,3 +379,22 @@ def test_the_report_says_when_trainings_stopped_and_that_patience_0_never_stops(
     assert benchmark_quality_report.stopping_rule(10).endswith("has not improved by 0.2 % for 10 epochs")
     never = benchmark_quality_report.stopping_rule(0)
     assert "no plateau stop" in never and "whole budget" in never and "0.2 %" not in never
+
+
+def test_curves_of_several_result_files_are_one_figure_labelled_by_stopping_rule(tmp_path, capsys):
+    row = {"steps": 96, "epochs": 2, "max_epochs": 270, "stopped_on_plateau": False,
+           "eval_curve": [[48, 0.6], [96, 0.5]]}
+    for patience in (10, 0):
+        (tmp_path / f"p{patience}.json").write_text(json.dumps(
+            {"settings": {"patience": patience}, "training": {"TopK": {"0": row, "1": row}}}))
+    out = tmp_path / "curves.png"
+    benchmark_quality_report.main([str(tmp_path / "p10.json"), str(tmp_path / "p0.json"), "--curves", str(out)])
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert "2 runs: TopK (patience 10); TopK (no plateau stop)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no run of seed 5"):
+        benchmark_quality_report.main([str(tmp_path / "p0.json"), "--curves", str(out), "--seed", "5"])
+    with pytest.raises(SystemExit, match="missing.json: no such file"):
+        benchmark_quality_report.main([str(tmp_path / "missing.json"), "--curves", str(out)])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match="bad.json: not a quality benchmark result"):
+        benchmark_quality_report.main([str(tmp_path / "bad.json"), "--curves", str(out)])
