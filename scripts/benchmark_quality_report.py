@@ -370,14 +370,13 @@ def main(argv=None) -> None:
     peer)."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=main.__doc__, epilog="example (the committed figure of ours "
-                                     "stopped on its plateau, trained its whole budget, and overcomplete's TopK): "
-                                     "python scripts/benchmark_quality_report.py --curves "
-                                     "benchmarks/results/topk_training_length_curves.png " + " ".join(
-                                         f"benchmarks/results/quality_training_90ep_{stem}.json" for stem in (
-                                             "p10_topk--residual-aux-independent-init-270ep",
-                                             "p0_topk--residual-aux-independent-init-270ep",
-                                             "p10_overcomplete-topk-270ep", "p10_overcomplete-topk-270ep_rerun")))
+    files = " \\\n        ".join(f"benchmarks/results/quality_training_90ep_{stem}.json" for stem in (
+        "p10_topk--residual-aux-independent-init-270ep", "p10_overcomplete-topk-270ep",
+        "p10_overcomplete-topk-270ep_rerun"))
+    parser = argparse.ArgumentParser(
+        description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example (ours and overcomplete's TopK, each stopped on its plateau):\n\n"
+               f"    python scripts/benchmark_quality_report.py --curves curves.png \\\n        {files}")
     parser.add_argument("files", nargs="+", type=Path, help="quality_*.json / quality_training_*.json files")
     parser.add_argument("--curves", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--seed", type=int, default=0, help="the seed whose runs are drawn (default 0)")
