@@ -281,7 +281,8 @@ def train_ours(name: str, spec: tuple, seed: int, paths: dict, opts) -> tuple:
     epoch_steps = max(1, opts.n_train // RECIPE_DEFAULTS[opts.recipe]["batch_size"])
     model = train_resumable(model, folder, paths, f"{name} seed {seed} ({model_type}, recipe {opts.recipe}, at most "
                             f"{budget(name, opts)} epochs)", recipe=opts.recipe, num_epochs=budget(name, opts),
-                            seed=seed, plateau_patience=opts.patience, save_steps=epoch_steps)
+                            seed=seed, plateau_patience=opts.patience, save_steps=epoch_steps,
+                            eval_steps=epoch_steps)  # every epoch, also with no plateau stop: the curves
     return model.eval(), _run_record(folder)
 
 
@@ -638,7 +639,7 @@ def run_settings(opts) -> dict:
 def write_training_only(training: dict, opts, started: float) -> None:
     """`--stage train`: the training lengths and held-out FVUs of this setting (no evaluation), e.g. a longer run
     to see how far the 30-epoch models are from their plateau: quality_training_{N}ep.{md,json}."""
-    from benchmark_quality_report import _atomic_write, training_markdown
+    from benchmark_quality_report import _atomic_write, patience_label, training_markdown
 
     own = dict(opts.max_epochs_for)  # a file of its own per set of per-model budgets
     name = (f"quality_training_{opts.max_epochs}ep" + ("" if opts.patience == DEFAULT_PATIENCE else f"_p{opts.patience}")
@@ -651,8 +652,8 @@ def write_training_only(training: dict, opts, started: float) -> None:
     kept = sorted(set(training) - mine)
     earlier = (f" Rows of {', '.join(kept)} come from earlier invocations of the same setting (their train seconds "
                "are theirs)." if kept else "")
-    text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs{budgets}, patience "
-            f"{opts.patience}{' (no plateau stop)' if not opts.patience else ''}\n\n"
+    text = (f"# Training only: recipe `{opts.recipe}`, at most {opts.max_epochs} epochs{budgets}, "
+            f"{patience_label(opts.patience)}\n\n"
             f"Run {settings['date']} on {settings['machine']}; load average "
             f"{', '.join(f'{v:.1f}' for v in settings['load_average'])} at the end; {settings['minutes']} min; "
             f"`python scripts/benchmark_quality.py {settings['arguments']}`; rows of this invocation: "

@@ -130,12 +130,21 @@ def _cedar_checks(agg: dict, cedar: str, target: float) -> list:
     return [f"- {cedar}, FVU {target:.2f}: " + "; ".join(parts)]
 
 
-def stopping_rule(patience: int) -> str:
-    """The report's sentence on when a training stopped (`--patience`; 0 is no plateau stop)."""
+def patience_label(patience: int) -> str:
+    """How a stopping rule is named in titles and legends (`--patience`; 0 is no plateau stop)."""
+    return "no plateau stop" if not patience else f"patience {patience}"
+
+
+def stopping_rule(patience: int, curves: bool = True) -> str:
+    """The report's sentence on when a training stopped (`--patience`; 0 is no plateau stop). `curves`: whether
+    the runs kept their held-out curve at patience 0 (runs trained before the benchmark evaluated every epoch
+    with no plateau stop did not)."""
     watched = ("the held-out FVU (CEDAR) or held-out loss (SAEs: their objective, the L1 term included; 4096 held-out "
                "rows, evaluated once per epoch)")
     if not patience:
-        return f"with no plateau stop (`--patience 0`: every model trains its whole budget; {watched} kept for the curves)"
+        kept = (f"{watched} kept for the curves" if curves else
+                "no held-out curve kept: these runs predate the per-epoch evaluation with no plateau stop")
+        return f"with {patience_label(0)} (`--patience 0`: every model trains its whole budget; {kept})"
     return f"stopped when {watched} has not improved by 0.2 % for {patience} epochs"
 
 
@@ -213,6 +222,8 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
     curves = plot_training_curves(settings["training"], min(per_seed))
     if curves is not None:
         _atomic_write(results_dir / f"{name}_training_curves.png", curves[0])
+    curves_figure = ("" if curves is None else
+                     f", `{name}_training_curves.png` (held-out FVU by epoch, where each run stopped)")
     sections = []
     for protocol in protocols:
         sections.append(f"### Protocol `{protocol}`\n\n{table_markdown(aggregates[protocol], targets)}\n\n"
@@ -224,13 +235,15 @@ def write_results(per_seed: dict, settings: dict, results_dir: Path, plots_dir: 
         minutes=settings["total_minutes"], recipe=settings["recipe"], expansion=settings["expansion"],
         max_epochs=settings["max_epochs"] if not settings.get("max_epochs_for") else "{} ({})".format(
             settings["max_epochs"], ", ".join(f"{n}: {e}" for n, e in settings["max_epochs_for"].items())),
-        stopping=stopping_rule(settings["patience"]), seeds=settings["seeds_done"],
+        stopping=stopping_rule(settings["patience"], curves=any(
+            row.get("eval_curve") for seeds in settings["training"].values() for row in seeds.values())), seeds=settings["seeds_done"],
         arguments=settings.get("arguments", ""), n_train=settings["n_train"], n_val=settings["n_val"], tables="\n\n".join(sections),
         training=training_markdown(settings["training"]), reading=READING if name == "quality" else (
             f"A side run (`--results-name {name}`), written beside the committed comparison; its reading, and the "
             "rows of every other model, are in `quality.md`."),
         probe=f"cross-entropy {probe.get('cross_entropy', float('nan')):.3f}, accuracy {probe.get('accuracy', float('nan')):.3f}",
-        first_seed=min(per_seed), first_protocol=protocols[0], name=name)
+        first_seed=min(per_seed), first_protocol=protocols[0], name=name,
+        curves_figure=curves_figure)
     _atomic_write(results_dir / f"{name}.md", text)
     print(text)
 
@@ -338,8 +351,7 @@ Cells are mean ± std over the seeds that reach the target.
 
 Figures (seed {first_seed}, protocol `{first_protocol}`): `{name}_pareto_k_ic.png` (K–FVU Pareto front and IC–FVU
 sweep; × = thresholds below the lowest FVU, where more codes reconstruct worse), `{name}_semantic_vs_fvu.png`
-(CKNNA and LP vs FVU, the paper's Fig. 8), `{name}_training_curves.png` (held-out FVU by epoch, where each run
-stopped).
+(CKNNA and LP vs FVU, the paper's Fig. 8){curves_figure}.
 """
 
 
@@ -358,7 +370,7 @@ def merged_training(files: list) -> dict:
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise SystemExit(f"{path}: not a quality benchmark result (no settings.patience and training rows: "
                              f"{error!r})") from None
-        rule = "no plateau stop" if not patience else f"patience {patience}"
+        rule = patience_label(patience)
         for model, seeds in training.items():
             merged.setdefault(f"{model} ({rule})", {}).update({str(seed): row for seed, row in seeds.items()})
     return merged

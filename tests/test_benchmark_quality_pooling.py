@@ -275,6 +275,20 @@ def test_a_larger_patience_continues_the_smaller_patience_runs(tmp_path, monkeyp
     assert (tmp_path / "cache" / "evaluations" / "a-p1" / "seed0-cedar-hf.json").exists()
 
 
+def test_a_run_with_no_plateau_stop_keeps_its_held_out_curve(tmp_path, monkeypatch):
+    """`--patience 0` trains the whole budget and still evaluates once per epoch, so its report has the curve the
+    report's stopping sentence promises (before, the per-epoch evaluation came only with a plateau stop)."""
+    paths = _random_splits(tmp_path, monkeypatch)
+    spec = ("topk_sae", dict(expansion_factor=1, k=16))
+    opts = SimpleNamespace(tag="c-p0", recipe="cedar-hf", max_epochs=3, max_epochs_for={}, patience=0, n_train=2048)
+    _, run = benchmark_quality.train_ours("TopK", spec, 0, paths, opts)
+    row = benchmark_quality.training_row(run, 2048, 3)
+    assert row["steps"] == 6 and row["epochs"] == 3 and not row["stopped_on_plateau"]
+    assert [step for step, _ in row["eval_curve"]] == [2, 4, 6]  # 2 steps an epoch
+    assert all(0 < fvu < 2 for _, fvu in row["eval_curve"])
+    assert "kept for the curves" in benchmark_quality_report.stopping_rule(0)
+
+
 def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, monkeypatch):
     """`--results-name`: the report of another setting (or a subset) goes to its own files, never over
     quality.*; `--from-json` / `--add-to-json` read that name; a stem with a path in it is refused."""
@@ -289,6 +303,7 @@ def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, 
                        "quality_x_training_curves.png"]
     report = (tmp_path / "quality_x.md").read_text()
     assert "`quality_x_pareto_k_ic.png`" in report and "A side run (`--results-name quality_x`)" in report
+    assert "`quality_x_training_curves.png`" in report
     assert benchmark_quality_report.READING[:60] not in report  # the committed comparison's reading stays there
     settings = json.loads(committed.read_text())["settings"]
     opts = _opts(**{key: settings[key] for key in ("max_epochs", "patience", "n_train", "n_val")},
@@ -299,6 +314,21 @@ def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, 
         benchmark_quality._earlier_results(_opts(results_name="quality_y"))
     with pytest.raises(SystemExit, match="'../quality'"):
         benchmark_quality.results_name(SimpleNamespace(results_name="../quality"))
+
+
+def test_a_report_of_runs_without_curves_names_no_curves_figure(tmp_path, monkeypatch):
+    """The committed patience-0 runs predate the per-epoch evaluation with no plateau stop: their report says no
+    curve was kept and names no training-curves figure (none is written)."""
+    committed = Path(benchmark_quality.RESULTS) / "quality_topk-270ep-p0.json"
+    monkeypatch.setattr(benchmark_quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
+    (tmp_path / "quality_y.json").write_text(committed.read_text())
+    monkeypatch.setattr(sys, "argv", ["benchmark_quality.py", "--from-json", "--results-name", "quality_y"])
+    benchmark_quality.main()
+    assert not (tmp_path / "quality_y_training_curves.png").exists()
+    report = (tmp_path / "quality_y.md").read_text()
+    assert "training_curves" not in report and "no held-out curve kept" in report
+    assert "kept for the curves" not in report
 
 
 def test_training_row_counts_the_trainers_epochs():
@@ -379,6 +409,10 @@ def test_the_report_says_when_trainings_stopped_and_that_patience_0_never_stops(
     assert benchmark_quality_report.stopping_rule(10).endswith("has not improved by 0.2 % for 10 epochs")
     never = benchmark_quality_report.stopping_rule(0)
     assert "no plateau stop" in never and "whole budget" in never and "0.2 %" not in never
+    assert "kept for the curves" in never  # the runs evaluate every epoch (test above)
+    older = benchmark_quality_report.stopping_rule(0, curves=False)  # a committed run from before that
+    assert "no held-out curve kept" in older and "kept for the curves" not in older
+    assert [benchmark_quality_report.patience_label(p) for p in (0, 10)] == ["no plateau stop", "patience 10"]
 
 
 def test_curves_of_several_result_files_are_one_figure_labelled_by_stopping_rule(tmp_path, capsys):
