@@ -35,6 +35,7 @@ run (`usage.json`), so a report rebuild does not measure them again. overcomplet
 
 Results: benchmarks/results/topk_ablation.{md,json} and topk_ablation_curves.png, rebuilt from every cached run after
 each one, so two processes can train two variants side by side (`--variants`) and the last to finish writes all.
+A run of other `--epochs` or another `--seed` writes its own report (`--results-name`, say topk_ablation_270ep_seed1).
 
     OMP_NUM_THREADS=1 python scripts/benchmark_topk_ablation.py --variants ours "overcomplete init"
     OMP_NUM_THREADS=1 python scripts/benchmark_topk_ablation.py --train-overcomplete --variants "all of overcomplete's"
@@ -319,10 +320,10 @@ def plot_curves(results: dict) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(results: dict, marks: list) -> None:
-    write_json(RESULTS / "topk_ablation.json", results)
-    _atomic_write(RESULTS / "topk_ablation.md", markdown(results, marks))
-    _atomic_write(RESULTS / "topk_ablation_curves.png", plot_curves(results))
+def write_report(results: dict, marks: list, name: str = "topk_ablation") -> None:
+    write_json(RESULTS / f"{name}.json", results)
+    _atomic_write(RESULTS / f"{name}.md", markdown(results, marks))
+    _atomic_write(RESULTS / f"{name}_curves.png", plot_curves(results))
 
 
 def main() -> None:
@@ -341,6 +342,10 @@ def main() -> None:
                         help="Also train overcomplete's TopKSAE itself for --epochs (no early stop), so its K is measured "
                              "at the same epochs; without it (or its cached run) its row is the stored run cut to them.")
     parser.add_argument("--report-only", action="store_true", help="Rewrite the report from the cached runs.")
+    parser.add_argument("--results-name", default="topk_ablation",
+                        help="Stem of the report under benchmarks/results/ (default: topk_ablation, the committed "
+                             "120-epoch report; give another for a run of other --epochs or --seed, e.g. "
+                             "topk_ablation_270ep).")
     opts = parser.parse_args()
     paths = dict(zip(("train", "val"), split_embeddings(embed_glosses(opts.n_train + opts.n_val), opts.n_val)))
     if not opts.report_only:
@@ -348,7 +353,8 @@ def main() -> None:
             train_overcomplete_reference(opts.seed, opts.epochs, paths)
         for name in opts.variants:
             train_variant(name, opts.seed, opts.epochs, paths, opts.n_train)
-    previous = read_json(RESULTS / "topk_ablation.json") if (RESULTS / "topk_ablation.json").exists() else {}
+    stored = RESULTS / f"{opts.results_name}.json"
+    previous = read_json(stored) if stored.exists() else {}
     runs = {} if previous.get("epochs") != opts.epochs else previous.get("runs", {})
     runs = {name: row for name, row in runs.items() if name in VARIANTS}  # the stored rows are re-read below
     for name in VARIANTS:  # every finished run in the cache, so side-by-side processes all land
@@ -382,7 +388,7 @@ def main() -> None:
         check["against"] = f"{opts.reference.name}, {OURS_NAME!r}"
     order = [STORED_OURS, *VARIANTS, REFERENCE_NAME]
     runs = {name: runs[name] for name in order if name in runs}
-    marks = [e for e in (1, 10, 30, 60, 90, 120, 150) if e <= opts.epochs]
+    marks = [e for e in (1, 10, 30, 60, 90, 120, 150, 180, 210, 240, 270) if e <= opts.epochs]
     protocol = (f"our TopK + residual aux (k = 64, 8×, c = 0.1), `cedar_hf.train` recipe cedar-hf (lr 5e-4, batch "
                 f"1024), constant LR, {opts.epochs} epochs, no early stop, seed {opts.seed}; MiniLM / WordNet "
                 f"embeddings, {opts.n_train} train / {opts.n_val} held out (the quality benchmark's split)")
@@ -390,7 +396,7 @@ def main() -> None:
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs,
                "reproduction_check": check, "overcomplete_reproduction_check": overcomplete_check,
                "reading": previous.get("reading", "") if previous.get("epochs") == opts.epochs else ""}
-    write_report(results, marks)
+    write_report(results, marks, opts.results_name)
     print(markdown(results, marks))
 
 

@@ -120,3 +120,16 @@ def test_matched_k_is_the_quality_benchmarks_k_and_is_stored_once(tmp_path, monk
     assert (tmp_path / "overcomplete.usage.json").exists() and row["dead_share"] >= 0
     for target, k in found.items():
         assert row["matched_k"][target] == (pytest.approx(k, rel=1e-5) if k is not None else None), target
+
+
+def test_results_name_writes_its_own_report_beside_the_committed_one(tmp_path, monkeypatch):
+    """`--results-name`: a run of other epochs or another seed is written to its own stem, never over
+    topk_ablation.*."""
+    monkeypatch.setattr(ablation, "RESULTS", tmp_path)
+    runs = {"overcomplete TopK": {"1": ablation.first_epochs(_row(228), 90, 50000, "itself")}}
+    results = {"seed": 1, "epochs": 90, "protocol": "P", "runs": runs, "reference": "quality_topk-270ep.json",
+               "reproduction_check": None}
+    ablation.write_report(results, [1, 90], "topk_ablation_270ep_seed1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "topk_ablation_270ep_seed1.json", "topk_ablation_270ep_seed1.md", "topk_ablation_270ep_seed1_curves.png"]
+    assert "Protocol: P" in (tmp_path / "topk_ablation_270ep_seed1.md").read_text()
