@@ -289,15 +289,22 @@ def test_a_run_with_no_plateau_stop_keeps_its_held_out_curve(tmp_path, monkeypat
     assert "kept for the curves" in benchmark_quality_report.stopping_rule(0)
 
 
+def _from_json(tmp_path, monkeypatch, committed_name: str, stem: str) -> Path:
+    """`--from-json --results-name STEM` on a copy of a committed result file, all writing under `tmp_path`;
+    returns the committed file."""
+    committed = Path(benchmark_quality.RESULTS) / committed_name
+    monkeypatch.setattr(benchmark_quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
+    (tmp_path / f"{stem}.json").write_text(committed.read_text())
+    monkeypatch.setattr(sys, "argv", ["benchmark_quality.py", "--from-json", "--results-name", stem])
+    benchmark_quality.main()
+    return committed
+
+
 def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, monkeypatch):
     """`--results-name`: the report of another setting (or a subset) goes to its own files, never over
     quality.*; `--from-json` / `--add-to-json` read that name; a stem with a path in it is refused."""
-    committed = Path(benchmark_quality.RESULTS) / "quality.json"
-    monkeypatch.setattr(benchmark_quality, "RESULTS", tmp_path)
-    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
-    (tmp_path / "quality_x.json").write_text(committed.read_text())
-    monkeypatch.setattr(sys, "argv", ["benchmark_quality.py", "--from-json", "--results-name", "quality_x"])
-    benchmark_quality.main()
+    committed = _from_json(tmp_path, monkeypatch, "quality.json", "quality_x")
     written = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert written == ["quality_x.json", "quality_x.md", "quality_x_pareto_k_ic.png", "quality_x_semantic_vs_fvu.png",
                        "quality_x_training_curves.png"]
@@ -319,12 +326,7 @@ def test_results_name_writes_beside_the_main_results_and_is_read_back(tmp_path, 
 def test_a_report_of_runs_without_curves_names_no_curves_figure(tmp_path, monkeypatch):
     """The committed patience-0 runs predate the per-epoch evaluation with no plateau stop: their report says no
     curve was kept and names no training-curves figure (none is written)."""
-    committed = Path(benchmark_quality.RESULTS) / "quality_topk-270ep-p0.json"
-    monkeypatch.setattr(benchmark_quality, "RESULTS", tmp_path)
-    monkeypatch.setattr(benchmark_quality, "CACHE", tmp_path / "cache")
-    (tmp_path / "quality_y.json").write_text(committed.read_text())
-    monkeypatch.setattr(sys, "argv", ["benchmark_quality.py", "--from-json", "--results-name", "quality_y"])
-    benchmark_quality.main()
+    _from_json(tmp_path, monkeypatch, "quality_topk-270ep-p0.json", "quality_y")
     assert not (tmp_path / "quality_y_training_curves.png").exists()
     report = (tmp_path / "quality_y.md").read_text()
     assert "training_curves" not in report and "no held-out curve kept" in report
